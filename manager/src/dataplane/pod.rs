@@ -1,0 +1,284 @@
+//! [`Dataplane`]: wiring pods to the node (veth, proxy ARP, `/32` routes) and the node-level
+//! routes Lanes owns (blackholes).
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::PathBuf;
+
+use ipnet::{IpNet, Ipv4Net};
+use nix::errno::Errno;
+
+use super::link::{veth_msg, Link};
+use super::route::{blackhole_msg, default_via_msg, link_route_msg};
+use super::{netns, sysctl, validate_ifname, Error, Netlink, Result, POD_GATEWAY_V4};
+
+/// Loopback is ifindex 1 in every netns (`LOOPBACK_IFINDEX`), so it needs no lookup.
+const LOOPBACK_IFINDEX: u32 = 1;
+
+/// What to wire up for one pod interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodSpec {
+    /// The pod's netns file (`CNI_NETNS`), e.g. `/run/netns/x` or `/proc/<pid>/ns/net`.
+    pub netns: PathBuf,
+    /// The interface name inside the pod (`CNI_IFNAME`, usually `eth0`).
+    pub container_ifname: String,
+    /// The node-side veth name, normally [`super::host_ifname`].
+    pub host_ifname: String,
+    /// The pod's addresses, each a `/32` (IPv6 is [`Error::Unsupported`] for now).
+    pub addresses: Vec<IpNet>,
+    /// MTU of both veth ends.
+    pub mtu: u32,
+}
+
+/// What `setup_pod` created, for the CNI result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodLinks {
+    pub host_mac: String,
+    pub container_mac: String,
+    pub container_ifindex: u32,
+}
+
+impl PodSpec {
+    /// Everything that can be rejected without touching the kernel.
+    pub fn validate(&self) -> Result<()> {
+        validate_ifname("host interface name", &self.host_ifname)?;
+        validate_ifname("container interface name", &self.container_ifname)?;
+        if self.addresses.is_empty() {
+            return Err(Error::Invalid("pod spec: no addresses".into()));
+        }
+        for addr in &self.addresses {
+            match addr {
+                IpNet::V6(_) => {
+                    return Err(Error::Unsupported(format!(
+                        "IPv6 pod address {addr}: only IPv4 pods are wired up"
+                    )))
+                }
+                IpNet::V4(v4) if v4.prefix_len() != 32 => {
+                    return Err(Error::Invalid(format!("pod address {addr}: must be a /32")))
+                }
+                IpNet::V4(_) => {}
+            }
+        }
+        if !(68..=65535).contains(&self.mtu) {
+            return Err(Error::Invalid(format!("mtu {}: must be 68-65535", self.mtu)));
+        }
+        Ok(())
+    }
+}
+
+/// The node's dataplane: one rtnetlink connection in the netns the daemon runs in, plus the
+/// runtime that drives the short-lived per-pod connections.
+#[derive(Clone, Debug)]
+pub struct Dataplane {
+    pub(crate) host: Netlink,
+    pub(crate) rt: tokio::runtime::Handle,
+}
+
+impl Dataplane {
+    /// Opens the node-side rtnetlink connection in the current thread's netns and spawns it on
+    /// the current runtime.
+    pub async fn new() -> Result<Self> {
+        let (connection, handle, _unsolicited) = rtnetlink::new_connection().map_err(|source| Error::Netlink {
+            op: "open netlink socket".into(),
+            source,
+        })?;
+        let rt = tokio::runtime::Handle::current();
+        rt.spawn(connection);
+        Ok(Dataplane {
+            host: Netlink::new(handle, None),
+            rt,
+        })
+    }
+
+    /// Wires one pod interface, or leaves nothing behind.
+    ///
+    /// Equivalent to:
+    /// ```text
+    /// ip link add <host> mtu M up type veth peer name <if> mtu M netns <netns>
+    /// sysctl -w net.ipv4.conf.<host>.proxy_arp=1 net.ipv4.neigh.<host>.proxy_delay=0
+    /// ip route replace <addr>/32 dev <host> scope link proto 76        # per address
+    /// ip -n <netns> addr replace <addr>/32 dev <if>                    # per address
+    /// ip -n <netns> link set <if> up; ip -n <netns> link set lo up
+    /// ip -n <netns> route add 169.254.1.1/32 dev <if> scope link proto 76
+    /// ip -n <netns> route add default via 169.254.1.1 dev <if> proto 76
+    /// ```
+    /// If any step after the veth creation fails, the veth is deleted (taking its routes and
+    /// the pod end with it). An existing `<if>` in the pod is [`Error::PodIfnameTaken`]; an
+    /// existing `<host>` fails with `EEXIST` and is left alone, since this call did not make it.
+    ///
+    /// The work runs in its own task, so dropping the returned future (a cancelled request)
+    /// still completes the setup or its rollback.
+    pub async fn setup_pod(&self, spec: &PodSpec) -> Result<PodLinks> {
+        spec.validate()?;
+        let (host, rt, spec) = (self.host.clone(), self.rt.clone(), spec.clone());
+        match self.rt.spawn(setup(host, rt, spec)).await {
+            Ok(result) => result,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
+
+    /// `ip route replace blackhole <block> proto 76`.
+    pub async fn ensure_blackhole(&self, block: IpNet) -> Result<()> {
+        let what = format!("blackhole {} proto 76", block.trunc());
+        self.host.route_replace(blackhole_msg(block), &what).await
+    }
+
+    /// `ip route del blackhole <block> proto 76`; absent is success.
+    pub async fn remove_blackhole(&self, block: IpNet) -> Result<()> {
+        let what = format!("blackhole {} proto 76", block.trunc());
+        self.host.route_del(blackhole_msg(block), &what).await.map(drop)
+    }
+
+    /// `ip route show type blackhole proto 76` (both families): Lanes' blackholes only.
+    pub async fn list_blackholes(&self) -> Result<Vec<IpNet>> {
+        let routes = self.host.route_dump().await?;
+        Ok(routes
+            .into_iter()
+            .filter(|r| r.is_ours() && r.kind == rtnetlink::packet_route::route::RouteType::BlackHole)
+            .map(|r| r.dst)
+            .collect())
+    }
+
+    /// `ip -br link show` filtered to names starting with `prefix`: `(name, ifindex)` pairs.
+    pub async fn list_host_links(&self, prefix: &str) -> Result<Vec<(String, u32)>> {
+        let links = self.host.link_dump().await?;
+        Ok(links
+            .into_iter()
+            .filter(|l| l.name.starts_with(prefix))
+            .map(|l| (l.name, l.index))
+            .collect())
+    }
+
+    /// `ip route show proto 76 scope link` limited to `/32` and `/128` routes through a device:
+    /// the node's pod routes, with the device name.
+    pub async fn list_pod_routes(&self) -> Result<Vec<(IpNet, String)>> {
+        let routes = self.host.route_dump().await?;
+        let mut pod_routes: Vec<_> = routes.into_iter().filter(|r| r.is_pod_route()).collect();
+        if pod_routes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: std::collections::HashMap<u32, String> = self
+            .host
+            .link_dump()
+            .await?
+            .into_iter()
+            .map(|l| (l.index, l.name))
+            .collect();
+        pod_routes.sort_by_key(|r| r.dst);
+        Ok(pod_routes
+            .into_iter()
+            .filter_map(|r| Some((r.dst, names.get(&r.oif?)?.clone())))
+            .collect())
+    }
+
+    /// The MTU of a node-side link (`ip link show dev <name>`); `None` if it does not exist.
+    pub async fn link_mtu(&self, name: &str) -> Result<Option<u32>> {
+        Ok(self.host.link_get(name).await?.and_then(|l| l.mtu))
+    }
+
+    /// `sysctl -w net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1` in the netns of the
+    /// calling thread (the daemon's), writing only values that differ.
+    pub async fn ensure_ip_forwarding(&self) -> Result<()> {
+        sysctl::ensure_ip_forwarding()
+    }
+}
+
+/// The body of `setup_pod`, owning its inputs so it can run as its own task.
+async fn setup(host: Netlink, rt: tokio::runtime::Handle, spec: PodSpec) -> Result<PodLinks> {
+    let ns = netns::open(&spec.netns)?;
+    // Opened before the veth exists so that a failure here needs no rollback.
+    let pod = netns::netlink_in_fd(ns.as_fd(), &spec.netns, &rt)?;
+    let what = format!(
+        "create veth {}/{} in {}",
+        spec.host_ifname,
+        spec.container_ifname,
+        spec.netns.display()
+    );
+    let msg = veth_msg(&spec.host_ifname, &spec.container_ifname, spec.mtu, ns.as_raw_fd());
+    if let Err(err) = host.link_add(msg, &what).await {
+        return Err(explain_create_failure(err, &spec, &host, &pod).await);
+    }
+    drop(ns);
+    match configure(&host, &pod, &spec).await {
+        Ok(links) => Ok(links),
+        Err(err) => {
+            rollback(&host, &spec.host_ifname).await;
+            Err(err)
+        }
+    }
+}
+
+/// Step 2 (node side) and step 3 (pod side), concurrently: they touch different netns and
+/// neither needs the other's results.
+async fn configure(host: &Netlink, pod: &Netlink, spec: &PodSpec) -> Result<PodLinks> {
+    let (host_link, pod_link) = futures::try_join!(configure_host(host, spec), configure_pod(pod, spec))?;
+    Ok(PodLinks {
+        host_mac: host_link.mac.unwrap_or_default(),
+        container_mac: pod_link.mac.unwrap_or_default(),
+        container_ifindex: pod_link.index,
+    })
+}
+
+async fn configure_host(host: &Netlink, spec: &PodSpec) -> Result<Link> {
+    let link = existing(host, &spec.host_ifname).await?;
+    sysctl::enable_proxy_arp(&link.name)?;
+    sysctl::disable_proxy_delay(&link.name)?;
+    for addr in &spec.addresses {
+        let what = format!("{addr} dev {} scope link proto 76", link.name);
+        host.route_replace(link_route_msg(*addr, link.index), &what).await?;
+    }
+    Ok(link)
+}
+
+async fn configure_pod(pod: &Netlink, spec: &PodSpec) -> Result<Link> {
+    let link = existing(pod, &spec.container_ifname).await?;
+    for addr in &spec.addresses {
+        pod.addr_replace(link.index, &link.name, *addr).await?;
+    }
+    pod.link_set_up(link.index, &link.name).await?;
+    pod.link_set_up(LOOPBACK_IFINDEX, "lo").await?;
+    // Plain `add` like Calico: a route already there means someone else configured this pod.
+    let gateway = IpNet::V4(Ipv4Net::from(POD_GATEWAY_V4));
+    let what = format!("{gateway} dev {} scope link proto 76", link.name);
+    pod.route_add(link_route_msg(gateway, link.index), &what).await?;
+    let what = format!("default via {POD_GATEWAY_V4} dev {} proto 76", link.name);
+    pod.route_add(default_via_msg(POD_GATEWAY_V4, link.index), &what)
+        .await?;
+    Ok(link)
+}
+
+/// A link this call just created; its absence means someone deleted it under us.
+async fn existing(nl: &Netlink, name: &str) -> Result<Link> {
+    nl.link_get(name).await?.ok_or_else(|| Error::Netlink {
+        op: format!("get link {name}{}", nl.where_()),
+        source: std::io::Error::from_raw_os_error(Errno::ENODEV as i32),
+    })
+}
+
+/// Turns the kernel's bare `EEXIST` into which name is taken, when it is the pod's.
+async fn explain_create_failure(err: Error, spec: &PodSpec, host: &Netlink, pod: &Netlink) -> Error {
+    // The kernel checks the host name first, so a taken host name keeps the plain EEXIST.
+    if err.errno() != Some(Errno::EEXIST as i32) || !matches!(host.link_get(&spec.host_ifname).await, Ok(None)) {
+        return err;
+    }
+    match pod.link_get(&spec.container_ifname).await {
+        Ok(Some(_)) => Error::PodIfnameTaken {
+            host_ifname: spec.host_ifname.clone(),
+            ifname: spec.container_ifname.clone(),
+            netns: spec.netns.clone(),
+        },
+        _ => err,
+    }
+}
+
+/// Deletes the veth this setup created. Failures are logged, not returned: the caller reports
+/// the error that caused the rollback, and a later DEL retries the cleanup.
+async fn rollback(host: &Netlink, host_ifname: &str) {
+    let deleted = match host.link_get(host_ifname).await {
+        Ok(Some(link)) => host.link_del(link.index, &link.name).await.map(drop),
+        Ok(None) => Ok(()),
+        Err(err) => Err(err),
+    };
+    if let Err(err) = deleted {
+        tracing::warn!(error = %err, host_ifname, "rollback of failed pod setup");
+    }
+}

@@ -1,0 +1,87 @@
+//! Prometheus metrics (served on `metrics: host:port` when set).
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CniLabels {
+    pub verb: String,
+    /// "0" for success, else the CNI error code.
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerbLabel {
+    pub verb: String,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub cni_requests: Family<CniLabels, Counter>,
+    pub cni_seconds: Family<VerbLabel, Histogram>,
+    pub attachments: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("lanes");
+        let cni_requests = Family::<CniLabels, Counter>::default();
+        let cni_seconds = Family::<VerbLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        let attachments = Gauge::default();
+        registry.register(
+            "cni_requests",
+            "CNI calls by verb and result code",
+            cni_requests.clone(),
+        );
+        registry.register(
+            "cni_request_seconds",
+            "CNI call latency inside lanesd",
+            cni_seconds.clone(),
+        );
+        registry.register(
+            "attachments",
+            "Primary-network attachments on this node",
+            attachments.clone(),
+        );
+        Metrics {
+            registry,
+            cni_requests,
+            cni_seconds,
+            attachments,
+        }
+    }
+
+    pub fn observe_cni(&self, verb: &str, code: u32, took: Duration) {
+        self.cni_requests
+            .get_or_create(&CniLabels {
+                verb: verb.into(),
+                code: code.to_string(),
+            })
+            .inc();
+        self.cni_seconds
+            .get_or_create(&VerbLabel { verb: verb.into() })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

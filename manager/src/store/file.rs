@@ -1,0 +1,438 @@
+//! The `file` datastore: daemon state as one JSON file per key under
+//! `<path>/state/`, safe for several lanesd processes on one host.
+//!
+//! - Every write happens under an exclusive `flock` on `state/.lock` (and an
+//!   in-process mutex, because flock does not exclude two threads sharing
+//!   one open file), so compare-and-swap is atomic across processes.
+//! - A write goes to a temporary file that is fsync'd and renamed over the
+//!   key's file, then the directory is fsync'd: a reader sees the old or the
+//!   new value, never half of one, and a crash (kill -9 or power loss) after
+//!   `update` returns cannot lose the write.
+//! - Revisions are per key: `max(previous + 1, now in ns)`, so a key that is
+//!   deleted and created again never repeats an old revision (no ABA).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use super::{Entry, Result, Revision, StateStore, StoreError, WatchEvent};
+
+/// How often `watch` looks for changes made by other processes.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+#[derive(Clone)]
+pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    lock: Mutex<File>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    revision: String,
+    value: serde_json::Value,
+}
+
+impl FileStore {
+    /// Open (creating if needed) the state folder `<store_path>/state`.
+    pub fn open(store_path: &Path) -> Result<Self> {
+        let root = store_path.join("state");
+        fs::create_dir_all(&root).map_err(|e| io(format!("create {}", root.display()), e))?;
+        let lock_path = root.join(".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io(format!("open {}", lock_path.display()), e))?;
+        Ok(FileStore {
+            inner: Arc::new(Inner {
+                root,
+                lock: Mutex::new(lock),
+            }),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Inner) -> Result<T> + Send + 'static) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+}
+
+impl Inner {
+    fn path_of(&self, key: &str) -> Result<PathBuf> {
+        let mut p = self.root.clone();
+        let bad = |reason: &str| StoreError::InvalidKey {
+            key: key.to_string(),
+            reason: reason.to_string(),
+        };
+        if key.is_empty() {
+            return Err(bad("empty"));
+        }
+        for seg in key.split('/') {
+            if seg.is_empty() || seg.starts_with('.') {
+                return Err(bad("empty or hidden path segment"));
+            }
+            if !seg.chars().all(|c| c.is_ascii_alphanumeric() || "._-:".contains(c)) {
+                return Err(bad("only [A-Za-z0-9._:-] and '/' are allowed"));
+            }
+            p.push(seg);
+        }
+        Ok(p)
+    }
+
+    fn read(&self, key: &str) -> Result<Option<Entry>> {
+        let path = self.path_of(key)?;
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(format!("read {}", path.display()), e)),
+        };
+        let stored: Stored = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Some(Entry {
+            key: key.to_string(),
+            value: stored.value,
+            revision: stored.revision,
+        }))
+    }
+
+    fn keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let folder = prefix.trim_end_matches('/');
+        let dir = if folder.is_empty() {
+            self.root.clone()
+        } else {
+            self.path_of(folder)?
+        };
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(format!("list {}", dir.display()), e)),
+        };
+        let mut keys = Vec::new();
+        for ent in rd {
+            let ent = ent.map_err(|e| io(format!("list {}", dir.display()), e))?;
+            let name = ent.file_name().to_string_lossy().into_owned();
+            // Dotfiles are our lock and in-flight temporaries.
+            if name.starts_with('.') || !ent.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                continue;
+            }
+            keys.push(if folder.is_empty() {
+                name
+            } else {
+                format!("{folder}/{name}")
+            });
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Run `f` under the cross-process write lock.
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let file = guard
+            .try_clone()
+            .map_err(|e| io("clone lock file handle".to_string(), e))?;
+        let flock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| io("flock state/.lock".to_string(), errno.into()))?;
+        let out = f();
+        drop(flock);
+        drop(guard);
+        out
+    }
+
+    fn write(&self, key: &str, value: &serde_json::Value, previous: Option<&str>) -> Result<Revision> {
+        let path = self.path_of(key)?;
+        let prev_num = previous.and_then(|r| r.parse::<u64>().ok()).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let revision = now.max(prev_num + 1).to_string();
+        let body = serde_json::to_vec(&Stored {
+            revision: revision.clone(),
+            value: value.clone(),
+        })
+        .map_err(|e| StoreError::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        if !dir.exists() {
+            fs::create_dir_all(&dir).map_err(|e| io(format!("create {}", dir.display()), e))?;
+            sync_dir(dir.parent().unwrap_or(&self.root))?;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+        let mut f = File::create(&tmp).map_err(|e| io(format!("create {}", tmp.display()), e))?;
+        f.write_all(&body)
+            .and_then(|_| f.sync_data())
+            .map_err(|e| io(format!("write {}", tmp.display()), e))?;
+        fs::rename(&tmp, &path).map_err(|e| io(format!("rename to {}", path.display()), e))?;
+        sync_dir(&dir)?;
+        Ok(revision)
+    }
+
+    fn create(&self, key: &str, value: &serde_json::Value) -> Result<Revision> {
+        self.locked(|| {
+            if self.read(key)?.is_some() {
+                return Err(StoreError::AlreadyExists { key: key.to_string() });
+            }
+            self.write(key, value, None)
+        })
+    }
+
+    fn update(&self, key: &str, value: &serde_json::Value, expected: &str) -> Result<Revision> {
+        self.locked(|| match self.read(key)? {
+            None => Err(StoreError::NotFound { key: key.to_string() }),
+            Some(cur) if cur.revision != expected => Err(StoreError::Conflict { key: key.to_string() }),
+            Some(cur) => self.write(key, value, Some(&cur.revision)),
+        })
+    }
+
+    fn delete(&self, key: &str, expected: &str) -> Result<()> {
+        self.locked(|| match self.read(key)? {
+            None => Err(StoreError::NotFound { key: key.to_string() }),
+            Some(cur) if cur.revision != expected => Err(StoreError::Conflict { key: key.to_string() }),
+            Some(_) => {
+                let path = self.path_of(key)?;
+                fs::remove_file(&path).map_err(|e| io(format!("remove {}", path.display()), e))?;
+                sync_dir(path.parent().unwrap_or(&self.root))
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl StateStore for FileStore {
+    async fn get(&self, key: &str) -> Result<Option<Entry>> {
+        let key = key.to_string();
+        self.blocking(move |s| s.read(&key)).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Entry>> {
+        let prefix = prefix.to_string();
+        self.blocking(move |s| {
+            let mut out = Vec::new();
+            for k in s.keys(&prefix)? {
+                // A key deleted between listing and reading is simply gone.
+                if let Some(e) = s.read(&k)? {
+                    out.push(e);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let prefix = prefix.to_string();
+        self.blocking(move |s| s.keys(&prefix)).await
+    }
+
+    async fn create(&self, key: &str, value: &serde_json::Value) -> Result<Revision> {
+        let (key, value) = (key.to_string(), value.clone());
+        self.blocking(move |s| s.create(&key, &value)).await
+    }
+
+    async fn update(&self, key: &str, value: &serde_json::Value, expected: &Revision) -> Result<Revision> {
+        let (key, value, expected) = (key.to_string(), value.clone(), expected.clone());
+        self.blocking(move |s| s.update(&key, &value, &expected)).await
+    }
+
+    async fn delete(&self, key: &str, expected: &Revision) -> Result<()> {
+        let (key, expected) = (key.to_string(), expected.clone());
+        self.blocking(move |s| s.delete(&key, &expected)).await
+    }
+
+    fn watch(&self, prefix: &str) -> tokio::sync::mpsc::Receiver<WatchEvent> {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let store = self.clone();
+        let prefix = prefix.to_string();
+        // Other processes write these files, so polling the revisions is the
+        // one signal that covers every writer.
+        tokio::spawn(async move {
+            let mut seen: std::collections::BTreeMap<String, Revision> = Default::default();
+            let mut first = true;
+            loop {
+                if let Ok(entries) = store.list(&prefix).await {
+                    let mut now = std::collections::BTreeMap::new();
+                    for e in entries {
+                        now.insert(e.key.clone(), e.revision.clone());
+                        if !first && seen.get(&e.key) != Some(&e.revision) && tx.send(WatchEvent::Put(e)).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    for k in seen.keys().filter(|k| !now.contains_key(*k)) {
+                        if tx.send(WatchEvent::Deleted { key: k.clone() }).await.is_err() {
+                            return;
+                        }
+                    }
+                    seen = now;
+                    first = false;
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(WATCH_INTERVAL).await;
+            }
+        });
+        rx
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(format!("fsync {}", dir.display()), e))
+}
+
+fn io(context: String, source: std::io::Error) -> StoreError {
+    StoreError::Io { context, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn store() -> (tempfile::TempDir, FileStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::open(dir.path()).unwrap();
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn create_get_update_delete_with_cas() {
+        let (_d, s) = store();
+        let r1 = s.create("ipam/blocks/a", &json!({"n": 1})).await.unwrap();
+        assert!(matches!(
+            s.create("ipam/blocks/a", &json!({})).await,
+            Err(StoreError::AlreadyExists { .. })
+        ));
+        let e = s.get("ipam/blocks/a").await.unwrap().unwrap();
+        assert_eq!((e.value.clone(), e.revision.clone()), (json!({"n": 1}), r1.clone()));
+        let r2 = s.update("ipam/blocks/a", &json!({"n": 2}), &r1).await.unwrap();
+        assert_ne!(r1, r2);
+        // A stale revision loses.
+        assert!(matches!(
+            s.update("ipam/blocks/a", &json!({"n": 3}), &r1).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert!(matches!(
+            s.delete("ipam/blocks/a", &r1).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        s.delete("ipam/blocks/a", &r2).await.unwrap();
+        assert!(s.get("ipam/blocks/a").await.unwrap().is_none());
+        // Re-created keys never repeat an old revision.
+        let r3 = s.create("ipam/blocks/a", &json!({})).await.unwrap();
+        assert!(r3 != r1 && r3 != r2);
+    }
+
+    #[tokio::test]
+    async fn list_and_keys_skip_temporaries() {
+        let (_d, s) = store();
+        s.create("x/b", &json!(2)).await.unwrap();
+        s.create("x/a", &json!(1)).await.unwrap();
+        s.create("y/c", &json!(3)).await.unwrap();
+        fs::write(s.root().join("x/.a.tmp.1"), b"junk").unwrap();
+        assert_eq!(s.list_keys("x/").await.unwrap(), vec!["x/a", "x/b"]);
+        let vals: Vec<_> = s.list("x").await.unwrap().into_iter().map(|e| e.value).collect();
+        assert_eq!(vals, vec![json!(1), json!(2)]);
+        assert!(s.list("nothing/").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_keys() {
+        let (_d, s) = store();
+        for k in ["", "../x", "a//b", "a/.hidden", "a b", "a/ü"] {
+            assert!(
+                matches!(s.create(k, &json!(1)).await, Err(StoreError::InvalidKey { .. })),
+                "{k}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn corrupt_file_is_named() {
+        let (_d, s) = store();
+        fs::create_dir_all(s.root().join("k")).unwrap();
+        fs::write(s.root().join("k/v"), b"{not json").unwrap();
+        let err = s.get("k/v").await.unwrap_err().to_string();
+        assert!(err.contains("k/v") && err.contains("corrupt"), "{err}");
+    }
+
+    /// Two independent handles (as two processes would have) racing CAS
+    /// increments on one counter never lose an update.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_cas_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = FileStore::open(dir.path()).unwrap();
+        let b = FileStore::open(dir.path()).unwrap();
+        a.create("c", &json!(0)).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..10 {
+                    loop {
+                        let e = s.get("c").await.unwrap().unwrap();
+                        let n = e.value.as_u64().unwrap();
+                        match s.update("c", &json!(n + 1), &e.revision).await {
+                            Ok(_) => break,
+                            Err(err) if err.is_conflict() => continue,
+                            Err(err) => panic!("{err}"),
+                        }
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(a.get("c").await.unwrap().unwrap().value, json!(80));
+    }
+
+    #[tokio::test]
+    async fn watch_sees_other_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = FileStore::open(dir.path()).unwrap();
+        let b = FileStore::open(dir.path()).unwrap();
+        let mut rx = a.watch("w/");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let r = b.create("w/k", &json!("v")).await.unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(ev, WatchEvent::Put(ref e) if e.key == "w/k"));
+        b.delete("w/k", &r).await.unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev, WatchEvent::Deleted { key: "w/k".into() });
+    }
+}

@@ -1,0 +1,179 @@
+//! CNI ADD: pick pools, take an address, wire the veth, answer the result.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+
+use super::{handle_of, ipam_error, now_unix_ms, version_of, Workloads};
+use crate::cni::{CniEnv, CniError, CniResult, Interface, IpConfig, NetConf, Route};
+use crate::dataplane::{self, PodSpec, POD_GATEWAY_V4};
+use crate::ipam::{Allocation, Policy, PoolChoice};
+use crate::resources::Resources;
+
+#[tracing::instrument(skip_all, fields(container = env.container_id.as_deref(), ifname = env.ifname.as_deref()))]
+pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8>, CniError> {
+    let netns = env.netns.clone().unwrap_or_default();
+    let ifname = env.ifname.clone().unwrap_or_default();
+    let container_id = env.container_id.clone().unwrap_or_default();
+    check_netns(&netns)?;
+    let pod = env.pod_identity()?;
+    // A plugin chained after another must pass the earlier result on.
+    let mut result = conf.parsed_prev_result()?.unwrap_or_default();
+
+    let res = w.resources();
+    let pools = eligible_pools(&res, &w.node, conf)?;
+    let policy = Policy {
+        strict_affinity: res.ipam_config.strict_affinity,
+        max_blocks_per_host: res.ipam_config.max_blocks_per_host,
+        auto_allocate_blocks: res.ipam_config.auto_allocate_blocks,
+    };
+    let alloc = Allocation {
+        container_id: container_id.clone(),
+        ifname: ifname.clone(),
+        node: w.node.clone(),
+        netns: netns.clone(),
+        pod_namespace: pod.as_ref().map(|p| p.namespace.clone()).unwrap_or_default(),
+        pod_name: pod.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+        pod_uid: pod.as_ref().and_then(|p| p.uid.clone()).unwrap_or_default(),
+        network: conf.name.clone(),
+        created_unix: now_unix_ms() / 1000,
+    };
+    let record = alloc.clone();
+    let assigned = w.ipam.assign(alloc, &pools, policy).await.map_err(ipam_error)?;
+    let address = host_net(assigned.ip);
+    let host_ifname = dataplane::host_ifname(&container_id, &ifname);
+    let mtu = conf.mtu.unwrap_or(w.default_mtu);
+    if assigned.existing {
+        // A repeated ADD (runtime retry, or a crash mid-ADD): rebuild from scratch.
+        if let Err(e) = w.dataplane.teardown_pod(&host_ifname, &[address]).await {
+            tracing::warn!(error = %e, "removing the previous veth before re-ADD failed");
+        }
+    }
+    let spec = PodSpec {
+        netns: PathBuf::from(&netns),
+        container_ifname: ifname.clone(),
+        host_ifname: host_ifname.clone(),
+        addresses: vec![address],
+        mtu,
+    };
+    let links = match w.dataplane.setup_pod(&spec).await {
+        Ok(links) => links,
+        Err(e) => {
+            // setup_pod already removed what it made; give the address back.
+            if let Err(re) = w.ipam.release(&handle_of(env)).await {
+                tracing::error!(error = %re, ip = %assigned.ip, "rollback: releasing the address failed");
+            }
+            return Err(dataplane_error(&e, &netns, &ifname));
+        }
+    };
+
+    result.append(CniResult {
+        interfaces: vec![
+            Interface {
+                name: host_ifname.clone(),
+                mac: Some(links.host_mac.clone()),
+                ..Default::default()
+            },
+            Interface {
+                name: ifname.clone(),
+                mac: Some(links.container_mac.clone()),
+                sandbox: Some(netns.clone()),
+                mtu: Some(mtu),
+                ..Default::default()
+            },
+        ],
+        ips: vec![IpConfig::new(address, Some(IpAddr::V4(POD_GATEWAY_V4)), Some(1))],
+        routes: vec![Route::new(
+            "0.0.0.0/0".parse().expect("literal"),
+            Some(IpAddr::V4(POD_GATEWAY_V4)),
+        )],
+        ..Default::default()
+    });
+    let mut attachment = crate::api::node::attachment_proto(assigned.ip, &record);
+    attachment.mac = links.container_mac;
+    attachment.mtu = mtu;
+    w.emit(
+        "attached",
+        format!("{container_id} {ifname} {address} on {host_ifname}"),
+        Some(attachment),
+    );
+    Ok(result.to_bytes(version_of(conf)))
+}
+
+/// The pools this request may use: usable on this node, IPv4 (the pod
+/// dataplane wires IPv4), narrowed by the config's `ipPools` when given.
+pub fn eligible_pools(res: &Resources, node: &str, conf: &NetConf) -> Result<Vec<PoolChoice>, CniError> {
+    let labels = res.node_labels(node);
+    let choice = |p: &crate::resources::IpPool| PoolChoice {
+        name: p.name.clone(),
+        cidr: p.cidr,
+        block_size: p.block_size,
+    };
+    if conf.ip_pools.is_empty() {
+        return Ok(res
+            .pools
+            .values()
+            .filter(|p| !p.is_ipv6() && p.usable_for_workloads_on(&labels))
+            .map(choice)
+            .collect());
+    }
+    let mut out = Vec::new();
+    for (i, want) in conf.ip_pools.iter().enumerate() {
+        let found = res
+            .pools
+            .values()
+            .find(|p| p.name == *want || want.parse::<IpNet>().map(|c| c.trunc() == p.cidr).unwrap_or(false));
+        match found {
+            None => {
+                return Err(CniError::invalid_config(
+                    "unknown IP pool",
+                    format!("ipPools[{i}]={want:?}: no IPPool with that name or cidr"),
+                ))
+            }
+            Some(p) if p.disabled => {
+                return Err(CniError::invalid_config(
+                    "IP pool disabled",
+                    format!("ipPools[{i}]={want:?}: pool {} is disabled", p.name),
+                ))
+            }
+            Some(p) if p.is_ipv6() => {
+                return Err(CniError::unsupported_field(
+                    "IPv6 pools are not wired yet",
+                    format!("ipPools[{i}]={want:?}: pool {} is IPv6", p.name),
+                ))
+            }
+            Some(p) => out.push(choice(p)),
+        }
+    }
+    Ok(out)
+}
+
+/// CNI_NETNS must name an existing namespace file; say so against the variable.
+pub(crate) fn check_netns(netns: &str) -> Result<(), CniError> {
+    match std::fs::metadata(Path::new(netns)) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(CniError::invalid_env(
+            "CNI_NETNS is not a usable network namespace",
+            format!("CNI_NETNS={netns}: {e}"),
+        )),
+    }
+}
+
+pub(crate) fn dataplane_error(e: &dataplane::Error, netns: &str, ifname: &str) -> CniError {
+    match e {
+        dataplane::Error::NetnsOpen { .. } | dataplane::Error::NetnsEnter { .. } => CniError::invalid_env(
+            "CNI_NETNS is not a usable network namespace",
+            format!("CNI_NETNS={netns}: {e}"),
+        ),
+        dataplane::Error::PodIfnameTaken { .. } => CniError::dataplane(
+            "interface already exists in the pod",
+            format!("CNI_IFNAME={ifname} already exists in CNI_NETNS={netns}"),
+        ),
+        _ => CniError::dataplane("pod network setup failed", e.to_string()),
+    }
+}
+
+pub(crate) fn host_net(ip: IpAddr) -> IpNet {
+    IpNet::from(ip)
+}

@@ -1,0 +1,36 @@
+//! CNI DEL: best effort and idempotent. Works without a netns (the pod may
+//! be gone) and without an IPAM record (a half-done ADD): the veth is found
+//! by its name, which is a hash of the container id and ifname.
+//!
+//! Order matters: the veth and its /32 route go first, then the address is
+//! released, so the address is never live on two pods.
+
+use super::{handle_of, ipam_error, Workloads};
+use crate::cni::{CniEnv, CniError, NetConf};
+use crate::dataplane;
+
+#[tracing::instrument(skip_all, fields(container = env.container_id.as_deref(), ifname = env.ifname.as_deref()))]
+pub async fn del(w: &Workloads, env: &CniEnv, _conf: &NetConf) -> Result<Vec<u8>, CniError> {
+    let handle = handle_of(env);
+    let held = w.ipam.held_by(&handle).await;
+    let addresses: Vec<_> = held.iter().map(|(ip, _, _)| super::add::host_net(*ip)).collect();
+    let host_ifname = dataplane::host_ifname(&handle.container_id, &handle.ifname);
+    w.dataplane
+        .teardown_pod(&host_ifname, &addresses)
+        .await
+        .map_err(|e| CniError::dataplane("pod network teardown failed", e.to_string()))?;
+    let released = w.ipam.release(&handle).await.map_err(ipam_error)?;
+    if !released.is_empty() {
+        w.metrics.attachments.dec();
+        let mut att = held
+            .first()
+            .map(|(ip, a, _)| crate::api::node::attachment_proto(*ip, a))
+            .unwrap_or_default();
+        att.ips = released
+            .iter()
+            .map(|ip| super::add::host_net(*ip).to_string())
+            .collect();
+        w.emit("detached", format!("{handle} released {released:?}"), Some(att));
+    }
+    Ok(Vec::new())
+}

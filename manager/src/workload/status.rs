@@ -1,0 +1,28 @@
+//! CNI STATUS: ready when the datastore answers and some pool can serve this
+//! node (50 otherwise, with the reason).
+
+use super::Workloads;
+use crate::cni::{CniError, NetConf};
+
+pub async fn status(w: &Workloads, conf: &NetConf) -> Result<Vec<u8>, CniError> {
+    match readiness(w, conf).await {
+        None => Ok(Vec::new()),
+        Some(reason) => Err(CniError::not_available("lanesd is not ready", reason)),
+    }
+}
+
+/// None when ready, else why not (also served by `lanesctl node status`).
+pub async fn readiness(w: &Workloads, conf: &NetConf) -> Option<String> {
+    if let Err(e) = w.ipam.all_blocks().await {
+        return Some(format!("datastore {}: {e}", w.store_path.display()));
+    }
+    match super::add::eligible_pools(&w.resources(), &w.node, conf) {
+        Ok(p) if p.is_empty() => Some(format!(
+            "no enabled IPv4 IPPool in {} selects node {}",
+            w.store_path.display(),
+            w.node
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!("{}: {}", e.msg, e.details)),
+    }
+}
