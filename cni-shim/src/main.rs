@@ -139,32 +139,59 @@ enum CallError {
 }
 
 async fn call(socket: &str, timeout: Duration, verb: Verb, request: CniRequest) -> Result<CniResponse, CallError> {
-    let path = socket.to_string();
-    // The URI is a placeholder: the connector below ignores it and dials the
-    // socket. "localhost" keeps h2 happy about the :authority header.
-    let endpoint = tonic::transport::Endpoint::from_static("http://localhost")
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(timeout);
-    let channel = endpoint
-        .connect_with_connector(tower::service_fn(move |_| {
-            let path = path.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-            }
-        }))
+    let connect = async {
+        let stream = tokio::net::UnixStream::connect(socket).await?;
+        let (send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
         .await
-        .map_err(|e| CallError::Connect(root_cause(&e)))?;
-    let mut client = CniClient::new(channel);
-    let reply = match verb {
-        Verb::Add => client.add(request).await,
-        Verb::Del => client.del(request).await,
-        Verb::Check => client.check(request).await,
-        Verb::Status => client.status(request).await,
-        Verb::Gc => client.gc(request).await,
-        Verb::Version => unreachable!("VERSION is answered locally"),
+        .map_err(std::io::Error::other)?;
+        tokio::spawn(conn);
+        Ok::<_, std::io::Error>(send)
     };
-    reply.map(|r| r.into_inner()).map_err(CallError::Rpc)
+    let send = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(send)) => send,
+        Ok(Err(e)) => return Err(CallError::Connect(root_cause(&e))),
+        Err(_) => return Err(CallError::Connect(format!("timed out after {CONNECT_TIMEOUT:?}"))),
+    };
+    // "localhost" as authority: h2 rejects a socket path there.
+    let origin = http::Uri::from_static("http://localhost");
+    let mut client = CniClient::with_origin(H2(send), origin);
+    let call = async {
+        match verb {
+            Verb::Add => client.add(request).await,
+            Verb::Del => client.del(request).await,
+            Verb::Check => client.check(request).await,
+            Verb::Status => client.status(request).await,
+            Verb::Gc => client.gc(request).await,
+            Verb::Version => unreachable!("VERSION is answered locally"),
+        }
+    };
+    match tokio::time::timeout(timeout, call).await {
+        Ok(reply) => reply.map(|r| r.into_inner()).map_err(CallError::Rpc),
+        Err(_) => Err(CallError::Rpc(tonic::Status::deadline_exceeded(format!(
+            "no answer within {timeout:?}"
+        )))),
+    }
+}
+
+/// One HTTP/2 connection as the tower service tonic's client wants.
+#[derive(Clone)]
+struct H2(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for H2 {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.0.send_request(req))
+    }
 }
 
 /// tonic says only "transport error"; the OS error (ENOENT, ECONNREFUSED,

@@ -1,7 +1,5 @@
 //! `check_pod`: compares a pod's live wiring with its [`PodSpec`] (CNI CHECK).
 
-use std::os::fd::AsFd;
-
 use ipnet::{IpNet, Ipv4Net};
 
 use super::link::Link;
@@ -43,7 +41,7 @@ impl Dataplane {
         }
 
         let ns = netns::open(&spec.netns)?;
-        let pod = netns::netlink_in_fd(ns.as_fd(), &spec.netns, &self.rt)?;
+        let pod = netns::netlink_in_file(&ns, &spec.netns, &self.rt)?;
         let in_pod = pod.where_();
         let Some(link) = pod.link_get(&spec.container_ifname).await? else {
             problems.push(format!("interface {}{in_pod} missing", spec.container_ifname));

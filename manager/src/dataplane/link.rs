@@ -22,9 +22,6 @@ pub struct Link {
     pub is_veth: bool,
     /// For a veth: the peer's ifindex (`IFLA_LINK`), in the peer's own netns.
     pub peer_index: Option<u32>,
-    /// For a veth whose peer lives in another netns: that netns' id as seen from this one
-    /// (`IFLA_LINK_NETNSID`), usable as `IFLA_TARGET_NETNSID` to act on the peer from here.
-    pub peer_netnsid: Option<i32>,
 }
 
 impl Link {
@@ -38,7 +35,6 @@ impl Link {
             up: msg.header.flags.contains(LinkFlags::Up),
             is_veth: false,
             peer_index: None,
-            peer_netnsid: None,
         };
         for attr in &msg.attributes {
             match attr {
@@ -46,7 +42,6 @@ impl Link {
                 LinkAttribute::Address(bytes) => link.mac = Some(format_mac(bytes)),
                 LinkAttribute::Mtu(mtu) => link.mtu = Some(*mtu),
                 LinkAttribute::Link(peer) => link.peer_index = Some(*peer),
-                LinkAttribute::LinkNetNsId(id) => link.peer_netnsid = Some(*id),
                 LinkAttribute::LinkInfo(infos) => {
                     link.is_veth = infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth)))
                 }
@@ -79,18 +74,6 @@ pub fn veth_msg(host: &str, peer: &str, mtu: u32, peer_netns: RawFd) -> LinkMess
         .up()
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
         .build()
-}
-
-/// Adds `IFLA_TARGET_NETNSID` (called `IFLA_IF_NETNSID` in older headers) when acting on a link
-/// in a peer netns through this netns' socket.
-fn in_target(
-    builder: rtnetlink::LinkMessageBuilder<LinkUnspec>,
-    target: Option<i32>,
-) -> rtnetlink::LinkMessageBuilder<LinkUnspec> {
-    match target {
-        Some(nsid) => builder.append_extra_attribute(LinkAttribute::IfNetnsId(nsid)),
-        None => builder,
-    }
 }
 
 impl Netlink {
@@ -136,27 +119,18 @@ impl Netlink {
             .await
     }
 
-    /// `ip link set dev <name> down`, in this netns or, with `target` = `Some(nsid)`, in the
-    /// netns that has that id here (`ip -n <that netns> link set ...` without entering it).
-    pub async fn link_set_down(&self, target: Option<i32>, index: u32, name: &str) -> Result<()> {
-        let msg = in_target(LinkUnspec::new_with_index(index).down(), target).build();
-        let op = format!("set link {name} down{}", self.where_target(target));
-        self.link_change(msg, op).await
+    /// `ip link set dev <name> down`.
+    pub async fn link_set_down(&self, index: u32, name: &str) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index).down().build();
+        self.link_change(msg, format!("set link {name} down{}", self.where_()))
+            .await
     }
 
-    /// `ip link set dev <name> name <new_name>` (the link must be down); `target` as for
-    /// [`Netlink::link_set_down`].
-    pub async fn link_rename(&self, target: Option<i32>, index: u32, name: &str, new_name: &str) -> Result<()> {
-        let msg = in_target(LinkUnspec::new_with_index(index).name(new_name), target).build();
-        let op = format!("rename link {name} to {new_name}{}", self.where_target(target));
+    /// `ip link set dev <name> name <new_name>` (the link must be down).
+    pub async fn link_rename(&self, index: u32, name: &str, new_name: &str) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index).name(new_name).build();
+        let op = format!("rename link {name} to {new_name}{}", self.where_());
         self.link_change(msg, op).await
-    }
-
-    fn where_target(&self, target: Option<i32>) -> String {
-        match target {
-            Some(nsid) => format!("{} (peer netns id {nsid})", self.where_()),
-            None => self.where_(),
-        }
     }
 
     /// `ip link del dev <name>`; `Ok(false)` if it was already gone. Deleting either veth end
@@ -172,12 +146,10 @@ impl Netlink {
     }
 
     async fn link_change(&self, msg: LinkMessage, op: String) -> Result<()> {
-        // RTM_SETLINK, not the RTM_NEWLINK `ip link set` sends: only SETLINK looks the index up
-        // in the IFLA_TARGET_NETNSID netns. NEWLINK resolves it in the socket's own netns, so
-        // "set index 3 in the pod down" would hit the node's index 3 instead.
+        // RTM_NEWLINK without NLM_F_CREATE, which is what `ip link set` sends.
         self.handle
             .link()
-            .set(msg)
+            .change(msg)
             .execute()
             .await
             .map_err(|e| Error::netlink(op, e))

@@ -37,6 +37,7 @@
 pub mod addr;
 mod check;
 pub mod link;
+pub mod neigh;
 pub mod netns;
 pub mod pod;
 pub mod route;
@@ -52,6 +53,7 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 pub use pod::{Dataplane, PodLinks, PodSpec};
+pub use teardown::DEFERRED_PREFIX;
 
 /// The `rtm_protocol` of every route Lanes installs (`ip route ... proto 76`).
 ///

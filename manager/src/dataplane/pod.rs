@@ -1,11 +1,12 @@
 //! [`Dataplane`]: wiring pods to the node (veth, proxy ARP, `/32` routes) and the node-level
 //! routes Lanes owns (blackholes).
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use ipnet::{IpNet, Ipv4Net};
 use nix::errno::Errno;
+use rtnetlink::packet_route::route::RouteType;
 
 use super::link::{veth_msg, Link};
 use super::route::{blackhole_msg, default_via_msg, link_route_msg};
@@ -112,7 +113,12 @@ impl Dataplane {
         let (host, rt, spec) = (self.host.clone(), self.rt.clone(), spec.clone());
         match self.rt.spawn(setup(host, rt, spec)).await {
             Ok(result) => result,
-            Err(join) => std::panic::resume_unwind(join.into_panic()),
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            // Only a runtime shutdown cancels the task; a restarted daemon's DEL cleans up.
+            Err(join) => Err(Error::Netlink {
+                op: "setup pod".into(),
+                source: std::io::Error::other(join.to_string()),
+            }),
         }
     }
 
@@ -133,7 +139,7 @@ impl Dataplane {
         let routes = self.host.route_dump().await?;
         Ok(routes
             .into_iter()
-            .filter(|r| r.is_ours() && r.kind == rtnetlink::packet_route::route::RouteType::BlackHole)
+            .filter(|r| r.is_ours() && r.kind == RouteType::BlackHole)
             .map(|r| r.dst)
             .collect())
     }
@@ -186,7 +192,7 @@ impl Dataplane {
 async fn setup(host: Netlink, rt: tokio::runtime::Handle, spec: PodSpec) -> Result<PodLinks> {
     let ns = netns::open(&spec.netns)?;
     // Opened before the veth exists so that a failure here needs no rollback.
-    let pod = netns::netlink_in_fd(ns.as_fd(), &spec.netns, &rt)?;
+    let pod = netns::netlink_in_file(&ns, &spec.netns, &rt)?;
     let what = format!(
         "create veth {}/{} in {}",
         spec.host_ifname,
@@ -211,6 +217,9 @@ async fn setup(host: Netlink, rt: tokio::runtime::Handle, spec: PodSpec) -> Resu
 /// neither needs the other's results.
 async fn configure(host: &Netlink, pod: &Netlink, spec: &PodSpec) -> Result<PodLinks> {
     let (host_link, pod_link) = futures::try_join!(configure_host(host, spec), configure_pod(pod, spec))?;
+    let host_mac = host_link.mac.clone().unwrap_or_default();
+    pod.neigh_replace_permanent(pod_link.index, &pod_link.name, POD_GATEWAY_V4.into(), &host_mac)
+        .await?;
     Ok(PodLinks {
         host_mac: host_link.mac.unwrap_or_default(),
         container_mac: pod_link.mac.unwrap_or_default(),

@@ -1,12 +1,14 @@
 //! Pod teardown: the plain synchronous delete, and a deferred variant that returns before the
 //! kernel's slow part.
 
+use std::path::Path;
+
 use ipnet::IpNet;
 use tokio::task::JoinHandle;
 
 use super::link::Link;
 use super::route::link_route_msg;
-use super::{validate_ifname, Dataplane, Error, Result};
+use super::{netns, validate_ifname, Dataplane, Error, Result};
 
 /// Names of veths whose deletion was deferred: `ldel<ifindex>`. Not under the `lan` prefix, so
 /// pod listings never see them; ifindexes are unique per netns, so names never collide.
@@ -20,8 +22,8 @@ impl Dataplane {
     /// touched, so an address already reassigned to another pod keeps its new route. Refuses
     /// to delete a link that is not a veth.
     ///
-    /// The link delete waits for the kernel's RCU grace periods (about 20 ms here, most of the
-    /// call); see [`Dataplane::teardown_pod_deferred`] to not wait for it.
+    /// The link delete waits for the kernel's RCU grace periods: ~20 ms per veth on the dev VM,
+    /// ~40 ms when deletes come back to back. [`Dataplane::teardown_pod_deferred`] does not wait.
     pub async fn teardown_pod(&self, host_ifname: &str, addresses: &[IpNet]) -> Result<()> {
         let Some(link) = self.veth_to_remove(host_ifname).await? else {
             return Ok(());
@@ -31,47 +33,74 @@ impl Dataplane {
         self.host.link_del(link.index, &link.name).await.map(drop)
     }
 
-    /// Like [`Dataplane::teardown_pod`], but returns once the pod is cut off and its names are
-    /// free, leaving the slow link delete to the returned task.
+    /// Like [`Dataplane::teardown_pod`], but returns once the pod is cut off and its interface
+    /// names are free, leaving the slow link delete (~20 ms of RCU waits) to the returned task.
     ///
     /// Equivalent to:
     /// ```text
     /// ip route del <addr>/32 dev <host> proto 76            # per address
-    /// ip link set <host> down
-    /// ip -n <pod> link set <if> down; ip -n <pod> link set <if> name ldel<peer ifindex>
-    /// ip link set <host> name ldel<ifindex>
-    /// ip link del ldel<ifindex>                              # in the returned task
+    /// ip -n <netns> link set <if> down; ip -n <netns> link set <if> name ldel<its ifindex>
+    /// ip link set <host> down; ip link set <host> name ldel<ifindex>
+    /// ip link del ldel<ifindex>                             # in the returned task
     /// ```
     /// Why this is safe: when it returns, no Lanes route points at the veth, both ends are down
-    /// (no traffic in either direction), and neither `<host>` nor the pod's `<if>` name is in
-    /// use, so an immediate re-ADD of the same container (same names, same netns) succeeds. The
-    /// pod end is reached through the host socket with `IFLA_TARGET_NETNSID`, so no thread
-    /// enters the pod netns. A delete that never runs (daemon killed) leaves only an inert,
-    /// down `ldel*` veth, which [`Dataplane::reap_deferred`] removes at startup.
+    /// (no traffic either way), and neither `<host>` nor the pod's interface name is in use, so
+    /// an immediate re-ADD of the same container (same names, same netns) succeeds. The pod end
+    /// is found as the host end's peer (`IFLA_LINK`) and checked to point back before it is
+    /// touched, so a wrong `netns` cannot rename an unrelated interface. Without `netns` (or
+    /// if it is gone) only the pod end's name stays taken until the task ends. A delete that
+    /// never runs (daemon killed) leaves an inert, down `ldel*` veth for
+    /// [`Dataplane::reap_deferred`].
     pub async fn teardown_pod_deferred(
         &self,
         host_ifname: &str,
         addresses: &[IpNet],
+        netns: Option<&Path>,
     ) -> Result<JoinHandle<Result<()>>> {
         let Some(link) = self.veth_to_remove(host_ifname).await? else {
             return Ok(self.rt.spawn(async { Ok(()) }));
         };
         self.delete_pod_routes(&link, addresses).await?;
-        // A link can only be renamed while down. The host end goes last: if anything before
-        // fails, a retry still finds it under its own name.
-        self.host.link_set_down(None, link.index, &link.name).await?;
-        if let (Some(nsid), Some(peer)) = (link.peer_netnsid, link.peer_index) {
-            let pod_end = format!("peer of {}", link.name);
-            let dead = format!("{DEFERRED_PREFIX}{peer}");
-            self.host.link_set_down(Some(nsid), peer, &pod_end).await?;
-            self.host.link_rename(Some(nsid), peer, &pod_end, &dead).await?;
+        // Links can only be renamed while down. The host end goes last: if anything before
+        // fails, a retry still finds the pod under its usual name.
+        if let Some(path) = netns {
+            self.retire_pod_end(&link, path).await?;
         }
+        self.host.link_set_down(link.index, &link.name).await?;
         let dead = format!("{DEFERRED_PREFIX}{}", link.index);
-        self.host.link_rename(None, link.index, &link.name, &dead).await?;
+        self.host.link_rename(link.index, &link.name, &dead).await?;
         let host = self.host.clone();
         Ok(self
             .rt
             .spawn(async move { host.link_del(link.index, &dead).await.map(drop) }))
+    }
+
+    /// Sets the pod end of `host` down and renames it out of the way.
+    async fn retire_pod_end(&self, host: &Link, path: &Path) -> Result<()> {
+        let file = match netns::open(path) {
+            Ok(file) => file,
+            // The netns is gone, and with it the pod end: nothing holds the name.
+            Err(err) if err.is_netns_missing() => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        let pod = netns::netlink_in_file(&file, path, &self.rt)?;
+        let Some(peer) = host.peer_index else {
+            return Ok(());
+        };
+        let Some(pod_end) = pod.link_dump().await?.into_iter().find(|l| l.index == peer) else {
+            return Ok(());
+        };
+        if !pod_end.is_veth || pod_end.peer_index != Some(host.index) {
+            return Err(Error::Invalid(format!(
+                "teardown of {}: {} in {} is not its peer",
+                host.name,
+                pod_end.name,
+                path.display()
+            )));
+        }
+        pod.link_set_down(pod_end.index, &pod_end.name).await?;
+        let dead = format!("{DEFERRED_PREFIX}{}", pod_end.index);
+        pod.link_rename(pod_end.index, &pod_end.name, &dead).await
     }
 
     /// Deletes veths left behind by deferred teardowns whose delete never ran

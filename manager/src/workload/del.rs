@@ -2,8 +2,13 @@
 //! be gone) and without an IPAM record (a half-done ADD): the veth is found
 //! by its name, which is a hash of the container id and ifname.
 //!
-//! Order matters: the veth and its /32 route go first, then the address is
-//! released, so the address is never live on two pods.
+//! Order matters: the /32 route goes and the veth is cut off (down, renamed)
+//! first, then the address is released, so the address is never live on two
+//! pods. The kernel's slow part of deleting a veth (~20 ms of RCU waits)
+//! runs after the reply; a crash before it leaves an inert `ldel*` veth that
+//! start-up removes.
+
+use std::path::Path;
 
 use super::{handle_of, ipam_error, Workloads};
 use crate::cni::{CniEnv, CniError, NetConf};
@@ -15,10 +20,24 @@ pub async fn del(w: &Workloads, env: &CniEnv, _conf: &NetConf) -> Result<Vec<u8>
     let held = w.ipam.held_by(&handle).await;
     let addresses: Vec<_> = held.iter().map(|(ip, _, _)| super::add::host_net(*ip)).collect();
     let host_ifname = dataplane::host_ifname(&handle.container_id, &handle.ifname);
-    w.dataplane
-        .teardown_pod(&host_ifname, &addresses)
+    // The pod end is renamed too, so an immediate re-ADD finds its name free.
+    let netns = env
+        .netns
+        .clone()
+        .filter(|n| !n.is_empty())
+        .or_else(|| held.first().map(|(_, a, _)| a.netns.clone()).filter(|n| !n.is_empty()));
+    let slow = w
+        .dataplane
+        .teardown_pod_deferred(&host_ifname, &addresses, netns.as_deref().map(Path::new))
         .await
         .map_err(|e| CniError::dataplane("pod network teardown failed", e.to_string()))?;
+    tokio::spawn(async move {
+        match slow.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "deferred veth delete failed; start-up will reap it"),
+            Err(e) => tracing::warn!(error = %e, "deferred veth delete task failed"),
+        }
+    });
     let released = w.ipam.release(&handle).await.map_err(ipam_error)?;
     if !released.is_empty() {
         w.metrics.attachments.dec();

@@ -24,6 +24,10 @@ pub struct Repairs {
 
 pub async fn reconcile(w: &Workloads) -> Repairs {
     let mut r = Repairs::default();
+    match w.dataplane.reap_deferred().await {
+        Ok(n) => r.orphan_links_removed += n,
+        Err(e) => r.errors.push(format!("reap ldel* veths: {e}")),
+    }
     let confirmed: HashSet<_> = w.ipam.confirmed_blocks().await.into_iter().collect();
     let present: HashSet<_> = match w.dataplane.list_blackholes().await {
         Ok(b) => b.into_iter().collect(),

@@ -116,7 +116,8 @@ impl TestNetns {
     /// A `/proc/sys` value as this netns sees it (read from a thread inside it).
     pub fn sysctl(&self, key: &str) -> String {
         let path = format!("/proc/sys/{key}");
-        netns::run_in(&self.path, || std::fs::read_to_string(&path))
+        let read = path.clone();
+        netns::run_in(&self.path, move || std::fs::read_to_string(read))
             .expect("enter netns")
             .unwrap_or_else(|e| panic!("{path}: {e}"))
             .trim()
@@ -147,7 +148,7 @@ where
     Fut: Future<Output = T>,
     T: Send,
 {
-    netns::run_in(&ns.path, || {
+    netns::run_in_new_thread(&ns.path, || {
         // Worker threads are spawned from this thread and so inherit its netns.
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

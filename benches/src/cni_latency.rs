@@ -1,0 +1,289 @@
+//! CNI latency: lanes-cni (+ lanesd) against Debian's ptp + host-local, in one
+//! run, on the same machine, each plugin exec'd exactly as a runtime execs it
+//! (fork+exec with the CNI env and stdin). Run inside a network namespace
+//! that stands for the node (scripts/bench-cni.sh does this): lanesd and
+//! ptp's host side both wire into it, so neither pays for an extra `ip netns
+//! exec`.
+//!
+//! Prints p50/p99 for 200 sequential ADDs and DELs and 100 concurrent ADDs
+//! and DELs, the wall time of the concurrent batch, the ratios, lanesd's RSS
+//! after 100 pods, and cnidriver's in-process averages for both.
+//!
+//! Usage: cni-latency <lanes-cni> <lanesd> <cnidriver> <workdir>
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const SEQ: usize = 200;
+const CONC: usize = 100;
+
+struct Plugin {
+    name: &'static str,
+    bin: PathBuf,
+    conf: String,
+    env: Vec<(String, String)>,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() != 5 {
+        eprintln!("usage: cni-latency <lanes-cni> <lanesd> <cnidriver> <workdir>");
+        std::process::exit(2);
+    }
+    let (shim, lanesd, cnidriver, work) = (
+        PathBuf::from(&args[1]),
+        PathBuf::from(&args[2]),
+        PathBuf::from(&args[3]),
+        PathBuf::from(&args[4]),
+    );
+    let store = work.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(
+        store.join("pool.yaml"),
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: bench\nspec:\n  cidr: 10.244.0.0/16\n  blockSize: 26\n",
+    )
+    .unwrap();
+    let sock = work.join("run/lanes.sock");
+    let mut daemon = Daemon(
+        Command::new(&lanesd)
+            .args(["--node-name", "bench", "--bgp-enabled", "false", "--log-level", "warn"])
+            .arg("--datastore-path")
+            .arg(&store)
+            .arg("--socket")
+            .arg(&sock)
+            .arg("--run-dir")
+            .arg(work.join("run"))
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start lanesd"),
+    );
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let lanes = Plugin {
+        name: "lanes-cni",
+        bin: shim.clone(),
+        conf: format!(
+            r#"{{"cniVersion":"1.0.0","name":"lanes","type":"lanes","socket":"{}"}}"#,
+            sock.display()
+        ),
+        env: vec![],
+    };
+    let ptp = Plugin {
+        name: "ptp+host-local",
+        bin: "/usr/lib/cni/ptp".into(),
+        conf: format!(
+            r#"{{"cniVersion":"1.0.0","name":"ptpbench","type":"ptp","ipMasq":false,"ipam":{{"type":"host-local","subnet":"10.88.0.0/16","dataDir":"{}"}}}}"#,
+            work.join("host-local").display()
+        ),
+        env: vec![("CNI_PATH".into(), "/usr/lib/cni".into())],
+    };
+    let pods = Pods::new(SEQ.max(CONC));
+    let mut rows = Vec::new();
+    for p in [&ptp, &lanes] {
+        rows.push(measure(p, &pods));
+        if p.name == "lanes-cni" {
+            // RSS with 100 pods attached.
+            for i in 0..CONC {
+                exec(p, "ADD", &format!("rss{i}"), &pods.path(i));
+            }
+            let rss = rss_kb(daemon.0.id());
+            println!("lanesd RSS after {CONC} pods: {:.1} MB", rss as f64 / 1024.0);
+            for i in 0..CONC {
+                exec(p, "DEL", &format!("rss{i}"), &pods.path(i));
+            }
+        }
+    }
+    println!();
+    println!(
+        "{:<16} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>11}",
+        "plugin",
+        "ADD p50",
+        "ADD p99",
+        "DEL p50",
+        "DEL p99",
+        "cADD p50",
+        "cADD p99",
+        "cDEL p50",
+        "cDEL p99",
+        "100 ADDs"
+    );
+    for r in &rows {
+        println!(
+            "{:<16} {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>7.2}ms {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>9.0}ms",
+            r.name, r.add.0, r.add.1, r.del.0, r.del.1, r.cadd.0, r.cadd.1, r.cdel.0, r.cdel.1, r.cwall
+        );
+    }
+    let (p, l) = (&rows[0], &rows[1]);
+    println!();
+    println!(
+        "ratio lanes/ptp: ADD p50 {:.2}x  DEL p50 {:.2}x  concurrent ADD p50 {:.2}x  100 concurrent ADDs wall {:.2}x",
+        l.add.0 / p.add.0,
+        l.del.0 / p.del.0,
+        l.cadd.0 / p.cadd.0,
+        l.cwall / p.cwall
+    );
+    // libcni's own in-process loop, for the "under cnidriver" view.
+    for (name, conf) in [("ptp+host-local", &ptp.conf), ("lanes-cni", &lanes.conf)] {
+        let conf_path = work.join(format!("{}.conf", name.replace('+', "-")));
+        std::fs::write(&conf_path, conf).unwrap();
+        let bin_dir = work.join("cni-bin");
+        std::fs::create_dir_all(&bin_dir).unwrap();
+        let _ = std::fs::copy(&shim, bin_dir.join("lanes"));
+        let out = Command::new(&cnidriver)
+            .arg("-conf")
+            .arg(&conf_path)
+            .arg("-path")
+            .arg(format!("{}:/usr/lib/cni", bin_dir.display()))
+            .arg("-cache-dir")
+            .arg(work.join("cache"))
+            .args(["-netns", &pods.path(0), "-n", "50", "bench"])
+            .output()
+            .expect("cnidriver bench");
+        println!(
+            "cnidriver bench -n 50 {name}: {}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
+    daemon.stop();
+}
+
+struct Row {
+    name: &'static str,
+    add: (f64, f64),
+    del: (f64, f64),
+    cadd: (f64, f64),
+    cdel: (f64, f64),
+    cwall: f64,
+}
+
+fn measure(p: &Plugin, pods: &Pods) -> Row {
+    let mut add = Vec::new();
+    let mut del = Vec::new();
+    for i in 0..SEQ {
+        add.push(exec(p, "ADD", &format!("seq{i}"), &pods.path(i)));
+    }
+    for i in 0..SEQ {
+        del.push(exec(p, "DEL", &format!("seq{i}"), &pods.path(i)));
+    }
+    let run_batch = |verb: &'static str| {
+        let start = Instant::now();
+        let threads: Vec<_> = (0..CONC)
+            .map(|i| {
+                let (bin, conf, env, path) = (p.bin.clone(), p.conf.clone(), p.env.clone(), pods.path(i));
+                let plugin = Plugin {
+                    name: "",
+                    bin,
+                    conf,
+                    env,
+                };
+                thread::spawn(move || exec(&plugin, verb, &format!("conc{i}"), &path))
+            })
+            .collect();
+        let lat: Vec<f64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        (lat, start.elapsed().as_secs_f64() * 1000.0)
+    };
+    let (cadd, cwall) = run_batch("ADD");
+    let (cdel, _) = run_batch("DEL");
+    let row = Row {
+        name: p.name,
+        add: pct(add),
+        del: pct(del),
+        cadd: pct(cadd),
+        cdel: pct(cdel),
+        cwall,
+    };
+    eprintln!("measured {}", p.name);
+    row
+}
+
+/// One plugin exec; panics on failure (a benchmark of errors is meaningless).
+fn exec(p: &Plugin, verb: &str, id: &str, netns: &str) -> f64 {
+    let start = Instant::now();
+    let mut child = Command::new(&p.bin)
+        .env_clear()
+        .envs(p.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("CNI_COMMAND", verb)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn plugin");
+    child.stdin.take().unwrap().write_all(p.conf.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    assert!(
+        out.status.success(),
+        "{} {verb} {id}: {}",
+        p.name,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    ms
+}
+
+fn pct(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Pod namespaces for the run, removed on drop.
+struct Pods(Vec<String>);
+
+impl Pods {
+    fn new(n: usize) -> Pods {
+        let names: Vec<String> = (0..n)
+            .map(|i| format!("lanes-bench-{}-{i}", std::process::id()))
+            .collect();
+        for n in &names {
+            let ok = Command::new("ip")
+                .args(["netns", "add", n])
+                .status()
+                .map(|s| s.success());
+            assert!(matches!(ok, Ok(true)), "ip netns add {n}");
+        }
+        Pods(names)
+    }
+    fn path(&self, i: usize) -> String {
+        format!("/run/netns/{}", self.0[i])
+    }
+}
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+struct Daemon(Child);
+
+impl Daemon {
+    fn stop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,422 @@
+//! Shared pieces of the root integration tests: network namespaces and
+//! lanesd processes that clean up after themselves (Drop), the CNI client
+//! (`cnidriver`, Debian's libcni) and the shim exec'd directly.
+//!
+//! A test that lacks root or a tool prints why and returns — unless
+//! `CI=true`, where CI installed everything, so a skip is a failure.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Skip (or fail under CI) unless we are root and `tools` are on PATH.
+pub fn prerequisites(test: &str, tools: &[&str]) -> bool {
+    let mut missing = Vec::new();
+    if !nix::unistd::Uid::effective().is_root() {
+        missing.push("root".to_string());
+    }
+    for t in tools {
+        if which(t).is_none() {
+            missing.push(format!("`{t}`"));
+        }
+    }
+    if shim_path().is_none() {
+        missing.push("a built lanes-cni (run `cargo build --workspace` first)".into());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("{test}: skipped: needs {}", missing.join(", "));
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg} (CI=true: CI installs everything, so a skip is a failure)");
+    }
+    eprintln!("{msg}");
+    false
+}
+
+pub fn which(tool: &str) -> Option<PathBuf> {
+    if tool.contains('/') {
+        return Path::new(tool).exists().then(|| tool.into());
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| p.exists())
+}
+
+/// target/<profile>/ of this test binary (tests live in target/<profile>/deps).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+pub fn lanesd_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lanesd"))
+}
+
+pub fn lanesctl_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lanesctl"))
+}
+
+/// The shim: `LANES_CNI` if set, else the one built beside these tests.
+pub fn shim_path() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("LANES_CNI") {
+        return Some(p.into());
+    }
+    let p = target_dir().join("lanes-cni");
+    p.exists().then_some(p)
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// cnidriver, built once from ../shared/tools/cnidriver (Debian's libcni).
+pub fn cnidriver() -> PathBuf {
+    if let Ok(p) = std::env::var("CNIDRIVER") {
+        return p.into();
+    }
+    let out = repo_root().join("target/cnidriver");
+    let lock = std::fs::File::create(repo_root().join("target/.cnidriver.lock")).unwrap();
+    let _l = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    if !out.exists() {
+        let script = repo_root().join("../shared/tools/cnidriver/build.sh");
+        let st = Command::new("sh")
+            .arg(&script)
+            .arg(&out)
+            .status()
+            .expect("run cnidriver build.sh");
+        assert!(st.success(), "building cnidriver with {} failed", script.display());
+    }
+    out
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}-{}",
+        std::process::id() % 100000,
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A named network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(prefix: &str) -> Netns {
+        let name = unique(prefix);
+        run("ip", &["netns", "add", &name]);
+        run("ip", &["-n", &name, "link", "set", "lo", "up"]);
+        Netns { name }
+    }
+
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// Run a command inside; returns (success, stdout).
+    pub fn exec(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .output()
+            .expect("ip netns exec");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn ip_json(&self, args: &[&str]) -> Value {
+        let out = Command::new("ip")
+            .args(["-n", &self.name, "-j"])
+            .args(args)
+            .output()
+            .expect("ip -j");
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]))
+    }
+
+    pub fn ping(&self, ip: &str) -> bool {
+        self.exec(&["ping", "-c1", "-W2", ip]).0
+    }
+
+    pub fn ipv4_of(&self, ifname: &str) -> Option<String> {
+        let v = self.ip_json(&["addr", "show", "dev", ifname]);
+        v.get(0)?["addr_info"]
+            .as_array()?
+            .iter()
+            .find(|a| a["family"] == "inet")
+            .and_then(|a| a["local"].as_str())
+            .map(String::from)
+    }
+
+    pub fn links(&self) -> Vec<String> {
+        self.ip_json(&["link"])
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l["ifname"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn routes(&self) -> String {
+        let out = Command::new("ip").args(["-n", &self.name, "route"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn sysctl(&self, key: &str) -> String {
+        self.exec(&["cat", &format!("/proc/sys/{}", key.replace('.', "/"))])
+            .1
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+pub fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A node: a netns, a store dir, a run dir, and a lanesd inside the netns.
+pub struct Node {
+    pub name: String,
+    pub netns: Netns,
+    pub dir: PathBuf,
+    pub store: PathBuf,
+    pub run_dir: PathBuf,
+    pub child: Option<Child>,
+}
+
+pub const SEED_POOL: &str = "apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: default-ipv4-ippool
+spec:
+  cidr: 10.244.0.0/16
+  blockSize: 26
+  ipipMode: Never
+  natOutgoing: true
+  nodeSelector: all()
+";
+
+impl Node {
+    /// A fresh node with its own store holding `resources`.
+    pub fn new(name: &str, resources: &str) -> Node {
+        let dir = tempfile::Builder::new().prefix("lanes-it-").tempdir().unwrap().keep();
+        let store = dir.join("store");
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::write(store.join("resources.yaml"), resources).unwrap();
+        Self::with_store(name, &dir, &store)
+    }
+
+    /// A node sharing another node's store (two lanesd on one store).
+    pub fn with_store(name: &str, dir: &Path, store: &Path) -> Node {
+        let netns = Netns::new("lit-");
+        let run_dir = dir.join(format!("run-{name}"));
+        let mut n = Node {
+            name: name.into(),
+            netns,
+            dir: dir.into(),
+            store: store.into(),
+            run_dir,
+            child: None,
+        };
+        n.start();
+        n
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir.join("lanes.sock")
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("lanesd-{}.log", self.name)))
+            .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.netns.name])
+            .arg(lanesd_path())
+            .args(["--node-name", &self.name])
+            .arg("--datastore-path")
+            .arg(&self.store)
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--run-dir")
+            .arg(&self.run_dir)
+            .args(["--log-level", "info"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn lanesd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "lanesd {} did not open {} in 20s: {}",
+            self.name,
+            self.socket().display(),
+            self.log()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("lanesd-{}.log", self.name))).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    pub fn stop(&mut self) -> bool {
+        if let Some(mut c) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(st)) = c.try_wait() {
+                    return st.success();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        false
+    }
+
+    /// A conflist for this node, written to the node's dir.
+    pub fn conflist(&self, version: &str, extra_plugins: &str) -> PathBuf {
+        let p = self.dir.join(format!("{}-{}.conflist", self.name, version));
+        let plugins = format!(
+            r#"{{"type":"lanes","socket":"{}"}}{}"#,
+            self.socket().display(),
+            extra_plugins
+        );
+        let text = format!(r#"{{"cniVersion":"{version}","name":"lanes","plugins":[{plugins}]}}"#);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// The CNI bin dir for cnidriver: the shim as `lanes` plus Debian's plugins.
+    pub fn cni_path(&self) -> String {
+        let bin = self.dir.join("cni-bin");
+        if !bin.exists() {
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::copy(shim_path().unwrap(), bin.join("lanes")).unwrap();
+        }
+        format!("{}:/usr/lib/cni", bin.display())
+    }
+
+    /// Run cnidriver inside the node netns; (exit ok, parsed stdout or Null).
+    pub fn cnidriver(&self, conflist: &Path, verb: &str, flags: &[&str]) -> (bool, Value) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.netns.name])
+            .arg(cnidriver())
+            .arg("-conf")
+            .arg(conflist)
+            .args(["-path", &self.cni_path()])
+            .arg("-cache-dir")
+            .arg(self.dir.join(format!("cache-{}", self.name)))
+            .args(flags)
+            .arg(verb)
+            .output()
+            .expect("cnidriver");
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.success(), v)
+    }
+
+    /// Exec the shim directly, as a runtime would; (exit code, stdout JSON).
+    pub fn shim(&self, env: &HashMap<&str, String>, stdin: &str) -> (i32, Value) {
+        shim_exec(Some(&self.netns.name), env, stdin)
+    }
+
+    pub fn lanesctl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(lanesctl_path())
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+        // Pod veths live in this node's netns and go with it; blackholes too.
+        if std::thread::panicking() {
+            eprintln!("--- lanesd {} log ---\n{}", self.name, self.log());
+        }
+    }
+}
+
+/// Exec lanes-cni with exactly `env` (plus PATH) and `stdin`.
+pub fn shim_exec(netns: Option<&str>, env: &HashMap<&str, String>, stdin: &str) -> (i32, Value) {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(shim_path().unwrap());
+            c
+        }
+        None => Command::new(shim_path().unwrap()),
+    };
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn lanes-cni");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), v)
+}
+
+/// The address of the pod interface in an ADD result.
+pub fn result_ip(v: &Value) -> String {
+    v["ips"][0]["address"]
+        .as_str()
+        .unwrap_or_default()
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
