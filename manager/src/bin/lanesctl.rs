@@ -83,8 +83,8 @@ fn fail(msg: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-async fn connect(socket: &PathBuf) -> Result<NodeClient<Channel>, String> {
-    let path = socket.clone();
+async fn connect(socket: &std::path::Path) -> Result<NodeClient<Channel>, String> {
+    let path = socket.to_path_buf();
     let channel = tonic::transport::Endpoint::from_static("http://localhost")
         .connect_timeout(Duration::from_secs(3))
         .connect_with_connector(tower::service_fn(move |_| {
