@@ -85,3 +85,28 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn encodes_cni_counters_and_latency() {
+        let m = super::Metrics::new();
+        m.observe_cni("ADD", 0, std::time::Duration::from_millis(3));
+        m.observe_cni("ADD", 100, std::time::Duration::from_millis(1));
+        m.attachments.set(2);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"lanes_cni_requests_total{verb="ADD",code="0"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"lanes_cni_requests_total{verb="ADD",code="100"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("lanes_cni_request_seconds_count{verb=\"ADD\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("lanes_attachments 2"), "{text}");
+    }
+}

@@ -4,25 +4,12 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
 use support::*;
-
-fn add_env(node: &Node, id: &str, netns: &str) -> HashMap<&'static str, String> {
-    [
-        ("CNI_COMMAND", "ADD".to_string()),
-        ("CNI_CONTAINERID", id.to_string()),
-        ("CNI_NETNS", netns.to_string()),
-        ("CNI_IFNAME", "eth0".to_string()),
-        ("CNI_PATH", "/usr/lib/cni".to_string()),
-        ("LANES_SOCKET", node.socket().display().to_string()),
-    ]
-    .into_iter()
-    .collect()
-}
 
 const CONF: &str = r#"{"cniVersion":"1.0.0","name":"lanes","type":"lanes"}"#;
 
@@ -64,7 +51,7 @@ fn kill9_between_and_during_adds() {
     let pods: Vec<Netns> = (0..30).map(|_| Netns::new("litr-")).collect();
     let mut first = HashSet::new();
     for (i, p) in pods.iter().take(5).enumerate() {
-        let (code, out) = node.shim(&add_env(&node, &format!("before{i}"), &p.path()), CONF);
+        let (code, out) = node.shim(&cni_env(&node, "ADD", &format!("before{i}"), &p.path()), CONF);
         assert_eq!(code, 0, "{out}");
         first.insert(result_ip(&out));
     }
@@ -72,7 +59,7 @@ fn kill9_between_and_during_adds() {
     node.kill9();
     node.start();
     for (i, p) in pods.iter().skip(5).take(5).enumerate() {
-        let (code, out) = node.shim(&add_env(&node, &format!("after{i}"), &p.path()), CONF);
+        let (code, out) = node.shim(&cni_env(&node, "ADD", &format!("after{i}"), &p.path()), CONF);
         assert_eq!(code, 0, "{out}");
         assert!(!first.contains(&result_ip(&out)), "address reused after restart: {out}");
     }
@@ -82,7 +69,7 @@ fn kill9_between_and_during_adds() {
         .skip(10)
         .enumerate()
         .map(|(i, p)| {
-            let env = add_env(&node, &format!("during{i}"), &p.path());
+            let env = cni_env(&node, "ADD", &format!("during{i}"), &p.path());
             thread::spawn(move || shim_exec(None, &env, CONF))
         })
         .collect();
@@ -107,7 +94,7 @@ fn kill9_between_and_during_adds() {
     assert_consistent(&node);
     // The runtime retries what failed: same handle, fresh wiring, unique address.
     for i in &failed {
-        let env = add_env(&node, &format!("during{i}"), &pods[10 + i].path());
+        let env = cni_env(&node, "ADD", &format!("during{i}"), &pods[10 + i].path());
         let (code, out) = node.shim(&env, CONF);
         if code != 0 {
             // The interface may have survived the crash inside the pod: DEL, then ADD again.
@@ -124,7 +111,7 @@ fn kill9_between_and_during_adds() {
     assert_eq!(atts.len(), 30, "every pod attached exactly once: {atts:?}");
     // DEL of everything, including pods from before both crashes.
     for a in &atts {
-        let mut env = add_env(&node, a["containerID"].as_str().unwrap(), "");
+        let mut env = cni_env(&node, "ADD", a["containerID"].as_str().unwrap(), "");
         env.insert("CNI_COMMAND", "DEL".into());
         env.remove("CNI_NETNS");
         let (code, out) = node.shim(&env, CONF);

@@ -5,26 +5,13 @@
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::thread;
 
 use serde_json::Value;
 use support::*;
 
 const CONF: &str = r#"{"cniVersion":"1.0.0","name":"lanes","type":"lanes"}"#;
-
-fn env(node: &Node, cmd: &str, id: &str, netns: &str) -> HashMap<&'static str, String> {
-    [
-        ("CNI_COMMAND", cmd.to_string()),
-        ("CNI_CONTAINERID", id.to_string()),
-        ("CNI_NETNS", netns.to_string()),
-        ("CNI_IFNAME", "eth0".to_string()),
-        ("CNI_PATH", "/usr/lib/cni".to_string()),
-        ("LANES_SOCKET", node.socket().display().to_string()),
-    ]
-    .into_iter()
-    .collect()
-}
 
 fn pods_per_node() -> usize {
     std::env::var("LANES_TEST_PODS")
@@ -61,7 +48,7 @@ fn two_nodes_concurrent_adds_no_duplicates() {
         .enumerate()
         .map(|(i, name)| {
             let node = if i % 2 == 0 { &n1 } else { &n2 };
-            env(node, "ADD", &format!("c{i}"), &format!("/run/netns/{name}"))
+            cni_env(node, "ADD", &format!("c{i}"), &format!("/run/netns/{name}"))
         })
         .collect();
     let started = std::time::Instant::now();
@@ -88,7 +75,7 @@ fn two_nodes_concurrent_adds_no_duplicates() {
     assert_eq!(stored, 2 * n);
     // DEL everything concurrently too; the store ends empty.
     let dels: Vec<_> = (0..2 * n)
-        .map(|i| env(if i % 2 == 0 { &n1 } else { &n2 }, "DEL", &format!("c{i}"), ""))
+        .map(|i| cni_env(if i % 2 == 0 { &n1 } else { &n2 }, "DEL", &format!("c{i}"), ""))
         .collect();
     for (code, out) in parallel(dels, 2 * n, |e| shim_exec(None, &e, CONF)) {
         assert_eq!(code, 0, "DEL failed: {out}");
@@ -111,17 +98,17 @@ fn borrowing_and_strict_affinity() {
     let mut ips = HashSet::new();
     // node1 takes 3 blocks' worth (and a bit), node2 fills the last block.
     for (i, p) in pods.iter().enumerate().take(40) {
-        let (code, out) = n1.shim(&env(&n1, "ADD", &format!("a{i}"), &p.path()), CONF);
+        let (code, out) = n1.shim(&cni_env(&n1, "ADD", &format!("a{i}"), &p.path()), CONF);
         assert_eq!(code, 0, "{out}");
         assert!(ips.insert(result_ip(&out)));
     }
     for (i, p) in pods.iter().enumerate().skip(40).take(16) {
-        let (code, out) = n2.shim(&env(&n2, "ADD", &format!("b{i}"), &p.path()), CONF);
+        let (code, out) = n2.shim(&cni_env(&n2, "ADD", &format!("b{i}"), &p.path()), CONF);
         assert_eq!(code, 0, "{out}");
         assert!(ips.insert(result_ip(&out)));
     }
     // node2's only block is full and none is left: it borrows from node1's.
-    let (code, out) = n2.shim(&env(&n2, "ADD", "borrower", &pods[56].path()), CONF);
+    let (code, out) = n2.shim(&cni_env(&n2, "ADD", "borrower", &pods[56].path()), CONF);
     assert_eq!(code, 0, "{out}");
     let borrowed = result_ip(&out);
     assert!(ips.insert(borrowed.clone()), "borrowed address is not a duplicate");
@@ -144,7 +131,7 @@ fn borrowing_and_strict_affinity() {
     let strict = format!("{pool}---\napiVersion: projectcalico.org/v3\nkind: IPAMConfig\nmetadata:\n  name: default\nspec:\n  strictAffinity: true\n");
     std::fs::write(n1.store.join("resources.yaml"), strict).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let (code, out) = n2.shim(&env(&n2, "ADD", "strict", &pods[57].path()), CONF);
+    let (code, out) = n2.shim(&cni_env(&n2, "ADD", "strict", &pods[57].path()), CONF);
     assert_eq!((code, out["code"].as_u64()), (1, Some(100)), "{out}");
     assert!(out["details"].as_str().unwrap().contains("strictAffinity"), "{out}");
     assert!(!n2

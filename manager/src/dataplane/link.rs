@@ -133,6 +133,30 @@ impl Netlink {
         self.link_change(msg, op).await
     }
 
+    /// `ip link set dev <name> name <new_name> group <group>` (the link must be down).
+    pub async fn link_retire(&self, index: u32, name: &str, new_name: &str, group: u32) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index)
+            .name(new_name)
+            .link_group(group)
+            .build();
+        let op = format!("rename link {name} to {new_name} group {group}{}", self.where_());
+        self.link_change(msg, op).await
+    }
+
+    /// `ip link del group <group>`: every link in the group in one kernel batch;
+    /// `Ok(false)` when the group is empty.
+    pub async fn link_del_group(&self, group: u32) -> Result<bool> {
+        let mut req = self.handle.link().del(0);
+        req.message_mut().attributes.push(LinkAttribute::Group(group));
+        match req.execute().await {
+            Ok(()) => Ok(true),
+            Err(e) => match Error::netlink(format!("delete link group {group}{}", self.where_()), e) {
+                err if err.errno() == Some(Errno::ENODEV as i32) => Ok(false),
+                err => Err(err),
+            },
+        }
+    }
+
     /// `ip link del dev <name>`; `Ok(false)` if it was already gone. Deleting either veth end
     /// removes both, and the kernel drops every route through them.
     pub async fn link_del(&self, index: u32, name: &str) -> Result<bool> {

@@ -72,6 +72,8 @@ impl PodSpec {
 pub struct Dataplane {
     pub(crate) host: Netlink,
     pub(crate) rt: tokio::runtime::Handle,
+    /// Where deferred teardowns queue their veth for the batched delete.
+    pub(crate) reaper: super::teardown::ReaperQueue,
 }
 
 impl Dataplane {
@@ -84,10 +86,9 @@ impl Dataplane {
         })?;
         let rt = tokio::runtime::Handle::current();
         rt.spawn(connection);
-        Ok(Dataplane {
-            host: Netlink::new(handle, None),
-            rt,
-        })
+        let host = Netlink::new(handle, None);
+        let reaper = super::teardown::spawn_reaper(host.clone(), &rt);
+        Ok(Dataplane { host, rt, reaper })
     }
 
     /// Wires one pod interface, or leaves nothing behind.

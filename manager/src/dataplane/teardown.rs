@@ -4,15 +4,53 @@
 use std::path::Path;
 
 use ipnet::IpNet;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::link::Link;
 use super::route::link_route_msg;
-use super::{netns, validate_ifname, Dataplane, Error, Result};
+use super::{netns, validate_ifname, Dataplane, Error, Netlink, Result};
 
 /// Names of veths whose deletion was deferred: `ldel<ifindex>`. Not under the `lan` prefix, so
 /// pod listings never see them; ifindexes are unique per netns, so names never collide.
 pub const DEFERRED_PREFIX: &str = "ldel";
+
+/// Link group of veths waiting for deletion (`ip link set … group 7676`). One
+/// `ip link del group 7676` removes them all in a single `unregister_netdevice_many`,
+/// paying the kernel's RCU grace periods once per batch instead of once per veth.
+pub const DEFERRED_GROUP: u32 = 7676;
+
+/// How long the reaper waits for more dead veths before deleting a batch.
+const BATCH_WINDOW: Duration = Duration::from_millis(10);
+
+type Waiter = oneshot::Sender<std::result::Result<(), String>>;
+pub(crate) type ReaperQueue = mpsc::UnboundedSender<Waiter>;
+
+/// The one task that deletes deferred veths, a batch at a time. Each waiter
+/// hears how the batch that included its veth went.
+pub(crate) fn spawn_reaper(host: Netlink, rt: &tokio::runtime::Handle) -> ReaperQueue {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
+    rt.spawn(async move {
+        while let Some(first) = rx.recv().await {
+            tokio::time::sleep(BATCH_WINDOW).await;
+            let mut waiters = vec![first];
+            while let Ok(w) = rx.try_recv() {
+                waiters.push(w);
+            }
+            let outcome = host
+                .link_del_group(DEFERRED_GROUP)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string());
+            for w in waiters {
+                let _ = w.send(outcome.clone());
+            }
+        }
+    });
+    tx
+}
 
 impl Dataplane {
     /// Removes a pod's veth and routes; a missing veth or route counts as success.
@@ -68,11 +106,24 @@ impl Dataplane {
         }
         self.host.link_set_down(link.index, &link.name).await?;
         let dead = format!("{DEFERRED_PREFIX}{}", link.index);
-        self.host.link_rename(link.index, &link.name, &dead).await?;
-        let host = self.host.clone();
-        Ok(self
-            .rt
-            .spawn(async move { host.link_del(link.index, &dead).await.map(drop) }))
+        self.host
+            .link_retire(link.index, &link.name, &dead, DEFERRED_GROUP)
+            .await?;
+        let (tx, rx) = oneshot::channel();
+        if self.reaper.send(tx).is_err() {
+            // No reaper (runtime shutting down): delete it here rather than leak it.
+            let host = self.host.clone();
+            return Ok(self
+                .rt
+                .spawn(async move { host.link_del(link.index, &dead).await.map(drop) }));
+        }
+        Ok(self.rt.spawn(async move {
+            match rx.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(Error::Invalid(format!("batched delete of {dead}: {e}"))),
+                Err(_) => Err(Error::Invalid(format!("batched delete of {dead}: reaper stopped"))),
+            }
+        }))
     }
 
     /// Sets the pod end of `host` down and renames it out of the way.
@@ -107,6 +158,9 @@ impl Dataplane {
     /// (`ip link del` of every `ldel*` veth). Call it once at startup.
     pub async fn reap_deferred(&self) -> Result<usize> {
         let mut reaped = 0;
+        if self.host.link_del_group(DEFERRED_GROUP).await? {
+            reaped += 1;
+        }
         for link in self.host.link_dump().await? {
             if link.is_veth && link.name.starts_with(DEFERRED_PREFIX) {
                 reaped += usize::from(self.host.link_del(link.index, &link.name).await?);

@@ -410,6 +410,21 @@ pub fn shim_exec(netns: Option<&str>, env: &HashMap<&str, String>, stdin: &str) 
     (out.status.code().unwrap_or(-1), v)
 }
 
+/// The CNI env a runtime sets for one call to `node`'s daemon (the shim finds
+/// the socket through LANES_SOCKET).
+pub fn cni_env(node: &Node, cmd: &str, id: &str, netns: &str) -> HashMap<&'static str, String> {
+    [
+        ("CNI_COMMAND", cmd.to_string()),
+        ("CNI_CONTAINERID", id.to_string()),
+        ("CNI_NETNS", netns.to_string()),
+        ("CNI_IFNAME", "eth0".to_string()),
+        ("CNI_PATH", "/usr/lib/cni".to_string()),
+        ("LANES_SOCKET", node.socket().display().to_string()),
+    ]
+    .into_iter()
+    .collect()
+}
+
 /// The address of the pod interface in an ADD result.
 pub fn result_ip(v: &Value) -> String {
     v["ips"][0]["address"]
