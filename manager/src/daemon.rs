@@ -119,7 +119,11 @@ pub async fn run(
         CniService {
             workloads: workloads.clone(),
         },
-        NodeService { workloads, rejected },
+        NodeService {
+            workloads,
+            rejected,
+            bgp: None,
+        },
         unix,
         tcp,
         shutdown,

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod ipam;
 pub mod metrics;
+pub mod nat;
 pub mod resources;
 pub mod store;
 pub mod workload;

@@ -20,6 +20,15 @@ use lanes_proto::v1::{self as pb, node_server::Node};
 pub struct NodeService {
     pub workloads: Arc<Workloads>,
     pub rejected: watch::Receiver<Vec<String>>,
+    /// BGP status source; None when BGP is off.
+    pub bgp: Option<Arc<dyn BgpView>>,
+}
+
+/// What the API needs from the BGP driver.
+#[tonic::async_trait]
+pub trait BgpView: Send + Sync {
+    async fn status(&self) -> pb::BgpStatus;
+    async fn routes(&self) -> Vec<pb::RouteEntry>;
 }
 
 /// The attachment view of one allocation.
@@ -264,6 +273,24 @@ impl Node for NodeService {
             attachments: w.ipam.local_allocations().await.len() as u32,
             rejected_resources: self.rejected.borrow().clone(),
         }))
+    }
+
+    async fn get_bgp_status(&self, _req: Request<pb::GetBgpStatusRequest>) -> Result<Response<pb::BgpStatus>, Status> {
+        Ok(Response::new(match &self.bgp {
+            Some(b) => b.status().await,
+            None => pb::BgpStatus::default(),
+        }))
+    }
+
+    async fn list_routes(
+        &self,
+        _req: Request<pb::ListRoutesRequest>,
+    ) -> Result<Response<pb::ListRoutesResponse>, Status> {
+        let routes = match &self.bgp {
+            Some(b) => b.routes().await,
+            None => Vec::new(),
+        };
+        Ok(Response::new(pb::ListRoutesResponse { routes }))
     }
 
     type WatchStream = EventStream;

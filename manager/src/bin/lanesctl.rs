@@ -47,6 +47,8 @@ enum Cmd {
         #[arg(long, short = 'n')]
         namespace: Option<String>,
     },
+    /// Routes: BIRD's table and the kernel routes it and lanesd own.
+    Routes,
     /// Follow the node's events until interrupted.
     Events,
 }
@@ -121,8 +123,15 @@ async fn run(args: Args) -> Result<(), String> {
                 .await
                 .map_err(rpc)?
                 .into_inner();
+            let bgp = c
+                .get_bgp_status(pb::GetBgpStatusRequest {})
+                .await
+                .map_err(rpc)?
+                .into_inner();
             if json {
-                return print_json(&lanes_manager::ctl::json::node_status(&s));
+                let mut v = lanes_manager::ctl::json::node_status(&s);
+                v["bgp"] = lanes_manager::ctl::json::bgp_status(&bgp);
+                return print_json(&v);
             }
             println!(
                 "Lanes process is running on node {} (lanesd {}).",
@@ -134,6 +143,8 @@ async fn run(args: Args) -> Result<(), String> {
                 println!("Ready: no: {}", s.not_ready_reason);
             }
             println!("Attachments: {}", s.attachments);
+            println!();
+            print!("{}", lanes_manager::ctl::bgp_table(&bgp));
             if !s.rejected_resources.is_empty() {
                 println!("\nRejected resources (the last good version of each stays in force):");
                 for r in &s.rejected_resources {
@@ -255,6 +266,24 @@ async fn run(args: Args) -> Result<(), String> {
                     a.host_ifname.clone(),
                     a.network.clone(),
                     a.ips.join(","),
+                ]);
+            }
+            print!("{}", t.render());
+        }
+        Cmd::Routes => {
+            let r = c.list_routes(pb::ListRoutesRequest {}).await.map_err(rpc)?.into_inner();
+            if json {
+                return print_json(&lanes_manager::ctl::json::routes(&r.routes));
+            }
+            let mut t = Table::new(&["PREFIX", "NEXT HOPS", "DEVICE", "KIND", "PROTOCOL", "SOURCE"]);
+            for r in &r.routes {
+                t.row(vec![
+                    r.prefix.clone(),
+                    r.next_hops.join(","),
+                    r.device.clone(),
+                    r.kind.clone(),
+                    r.protocol.clone(),
+                    r.source.clone(),
                 ]);
             }
             print!("{}", t.render());

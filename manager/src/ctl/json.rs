@@ -50,3 +50,27 @@ pub fn event(e: &pb::Event) -> Value {
         "attachment": e.attachment.as_ref().map(attachment),
     })
 }
+
+pub fn bgp_status(b: &pb::BgpStatus) -> Value {
+    json!({
+        "enabled": b.enabled, "birdState": b.bird_state, "routerID": b.router_id, "localAS": b.local_as,
+        "birdRestarts": b.bird_restarts, "configApplies": b.config_applies, "configFailures": b.config_failures,
+        "lastError": b.last_error,
+        "peers": b.peers.iter().map(|p| json!({
+            "name": p.name, "address": p.address, "type": p.r#type, "state": p.state, "since": p.since,
+            "info": p.info, "remoteAS": p.remote_as, "routesImported": p.routes_imported,
+            "routesExported": p.routes_exported,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn routes(list: &[pb::RouteEntry]) -> Value {
+    Value::Array(
+        list.iter()
+            .map(|r| {
+                json!({"prefix": r.prefix, "nextHops": r.next_hops, "device": r.device, "kind": r.kind,
+                "protocol": r.protocol, "source": r.source})
+            })
+            .collect(),
+    )
+}

@@ -19,10 +19,13 @@
 //! here is deterministic: the same set of inputs, in any order, gives the same plan.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::net::Ipv4Addr;
 
 use ipnet::{IpNet, Ipv4Net};
 use sha2::{Digest, Sha256};
+
+use super::link::format_mac;
 
 /// The VXLAN device lanesd owns (Calico: `vxlan.calico`).
 pub const VXLAN_DEVICE: &str = "vxlan.lanes";
@@ -133,6 +136,42 @@ impl EncapPlan {
     }
 }
 
+impl fmt::Display for PlannedRoute {
+    /// As `ip route` arguments: `10.244.2.0/26 via 10.244.2.0 dev vxlan.lanes onlink proto 76`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} via {}", self.dst, self.gateway)?;
+        if let RouteDev::Tunnel(dev) = &self.dev {
+            write!(f, " dev {dev}")?;
+        }
+        if self.onlink {
+            f.write_str(" onlink")?;
+        }
+        f.write_str(" proto 76")
+    }
+}
+
+impl fmt::Display for FdbEntry {
+    /// As `bridge fdb` arguments: `<mac> dev vxlan.lanes dst <node_ip> self permanent`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mac = format_mac(&self.mac);
+        write!(f, "{mac} dev {} dst {} self permanent", self.dev, self.dst)
+    }
+}
+
+impl fmt::Display for NeighEntry {
+    /// As `ip neigh` arguments: `<vtep_ip> lladdr <mac> dev vxlan.lanes nud permanent`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mac = format_mac(&self.mac);
+        write!(f, "{} lladdr {mac} dev {} nud permanent", self.ip, self.dev)
+    }
+}
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} of {}: {}", self.block, self.node, self.reason)
+    }
+}
+
 /// The MAC of a node's VXLAN device: `sha256("lanes-vtep/" + node)`'s first 6 bytes, made a
 /// locally administered unicast address. Stable, so a restarted node keeps its VTEP.
 pub fn vtep_mac(node: &str) -> [u8; 6] {
@@ -152,7 +191,7 @@ pub fn vtep_mac(node: &str) -> [u8; 6] {
 pub fn plan(local: Ipv4Net, remotes: &[RemoteBlock]) -> EncapPlan {
     let mut sorted: Vec<&RemoteBlock> = remotes.iter().collect();
     sorted.sort_by(|a, b| (a.block.trunc(), &a.node, a.node_ip).cmp(&(b.block.trunc(), &b.node, b.node_ip)));
-    let vteps = vteps(&sorted);
+    let vteps = vteps(&sorted, local.addr());
     let mut out = EncapPlan::default();
     let mut owner: BTreeMap<Ipv4Net, &str> = BTreeMap::new();
     for remote in sorted {
@@ -166,7 +205,8 @@ pub fn plan(local: Ipv4Net, remotes: &[RemoteBlock]) -> EncapPlan {
             continue;
         };
         if remote.node_ip == local.addr() {
-            out.skipped.push(skip(format!("node address {} is this node's", remote.node_ip)));
+            out.skipped
+                .push(skip(format!("node address {} is this node's", remote.node_ip)));
             continue;
         }
         if let Some(first) = owner.get(&dst) {
@@ -199,7 +239,8 @@ pub fn plan(local: Ipv4Net, remotes: &[RemoteBlock]) -> EncapPlan {
                     continue;
                 }
                 None => {
-                    out.skipped.push(skip("node has no VTEP yet (VXLAN MAC or address unknown)".into()));
+                    out.skipped
+                        .push(skip("node has no VTEP yet (VXLAN MAC or address unknown)".into()));
                     continue;
                 }
             },
@@ -235,10 +276,12 @@ struct Vtep {
 }
 
 /// The VTEP of every VXLAN node with complete VTEP data, taken from its first block in sorted
-/// order. Nodes are visited by name; one reusing an earlier node's MAC or IP gets an error.
-fn vteps<'a>(sorted: &[&'a RemoteBlock]) -> BTreeMap<&'a str, Result<Vtep, String>> {
+/// order, except one on `local` (this node). Nodes are visited by name; one reusing an earlier
+/// node's MAC or IP gets an error.
+fn vteps<'a>(sorted: &[&'a RemoteBlock], local: Ipv4Addr) -> BTreeMap<&'a str, Result<Vtep, String>> {
     let mut first: BTreeMap<&str, Vtep> = BTreeMap::new();
-    for r in sorted.iter().filter(|r| r.kind == EncapKind::Vxlan && r.block.addr().is_ipv4()) {
+    let usable = |r: &&&RemoteBlock| r.kind == EncapKind::Vxlan && r.block.addr().is_ipv4() && r.node_ip != local;
+    for r in sorted.iter().filter(usable) {
         if let (Some(ip), Some(mac)) = (r.vtep_ip, r.vtep_mac) {
             first.entry(&r.node).or_insert(Vtep {
                 ip,
@@ -250,7 +293,10 @@ fn vteps<'a>(sorted: &[&'a RemoteBlock]) -> BTreeMap<&'a str, Result<Vtep, Strin
     let (mut macs, mut ips) = (BTreeMap::new(), BTreeMap::new());
     let mut out = BTreeMap::new();
     for (node, vtep) in first {
-        let taken = macs.get(&vtep.mac).map(|n| (n, "MAC")).or(ips.get(&vtep.ip).map(|n| (n, "address")));
+        let taken = macs
+            .get(&vtep.mac)
+            .map(|n| (n, "MAC"))
+            .or(ips.get(&vtep.ip).map(|n| (n, "address")));
         let checked = match taken {
             Some((other, what)) => Err(format!("VTEP {what} already used by node {other}")),
             None => {
@@ -265,185 +311,4 @@ fn vteps<'a>(sorted: &[&'a RemoteBlock]) -> BTreeMap<&'a str, Result<Vtep, Strin
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn remote(block: &str, node: &str, node_ip: &str, mode: EncapMode, kind: EncapKind) -> RemoteBlock {
-        let n: u8 = node.trim_start_matches("node").parse().unwrap_or(99);
-        RemoteBlock {
-            block: block.parse().unwrap(),
-            node: node.into(),
-            node_ip: node_ip.parse().unwrap(),
-            vtep_mac: Some(vtep_mac(node)),
-            vtep_ip: Some(Ipv4Addr::new(10, 244, n, 0)),
-            mode,
-            kind,
-        }
-    }
-
-    fn local() -> Ipv4Net {
-        "192.168.0.11/24".parse().unwrap()
-    }
-
-    use EncapKind::{Ipip, Vxlan};
-    use EncapMode::{Always, CrossSubnet};
-
-    #[test]
-    fn vxlan_always_routes_via_the_vtep_with_fdb_and_neighbour() {
-        let plan = plan(local(), &[remote("10.244.2.0/26", "node2", "192.168.0.12", Always, Vxlan)]);
-        assert_eq!(
-            plan.routes,
-            [PlannedRoute {
-                dst: "10.244.2.0/26".parse().unwrap(),
-                gateway: "10.244.2.0".parse().unwrap(),
-                dev: RouteDev::Tunnel(VXLAN_DEVICE.into()),
-                onlink: true,
-            }]
-        );
-        let mac = vtep_mac("node2");
-        assert_eq!(
-            plan.fdb,
-            [FdbEntry {
-                dev: VXLAN_DEVICE.into(),
-                mac,
-                dst: "192.168.0.12".parse().unwrap()
-            }]
-        );
-        assert_eq!(
-            plan.neighbors,
-            [NeighEntry {
-                dev: VXLAN_DEVICE.into(),
-                ip: "10.244.2.0".parse().unwrap(),
-                mac
-            }]
-        );
-        assert!(plan.skipped.is_empty() && plan.uses_tunnel(VXLAN_DEVICE) && !plan.uses_tunnel(IPIP_DEVICE));
-    }
-
-    #[test]
-    fn cross_subnet_is_native_on_the_same_subnet_only() {
-        let plan = plan(
-            local(),
-            &[
-                remote("10.244.3.0/26", "node3", "192.168.0.13", CrossSubnet, Vxlan),
-                remote("10.244.2.0/26", "node2", "192.168.2.12", CrossSubnet, Vxlan),
-            ],
-        );
-        let native = &plan.routes[1];
-        assert_eq!(native.dst.to_string(), "10.244.3.0/26");
-        assert_eq!(native.gateway.to_string(), "192.168.0.13");
-        assert_eq!((&native.dev, native.onlink), (&RouteDev::Underlay, false));
-        let tunnel = &plan.routes[0];
-        assert_eq!(tunnel.gateway.to_string(), "10.244.2.0");
-        assert_eq!((&tunnel.dev, tunnel.onlink), (&RouteDev::Tunnel(VXLAN_DEVICE.into()), true));
-        // Felix programs every known VTEP, used by a route or not: no churn when modes change.
-        assert_eq!(plan.fdb.len(), 2);
-        assert_eq!(plan.neighbors.len(), 2);
-        assert_eq!(plan.tunnel_devices().into_iter().collect::<Vec<_>>(), [VXLAN_DEVICE]);
-    }
-
-    #[test]
-    fn ipip_routes_via_the_node_address_without_l2_entries() {
-        let plan = plan(
-            local(),
-            &[
-                remote("10.244.2.0/26", "node2", "192.168.2.12", CrossSubnet, Ipip),
-                remote("10.244.3.0/26", "node3", "192.168.0.13", CrossSubnet, Ipip),
-                remote("10.244.4.0/26", "node4", "192.168.0.14", Always, Ipip),
-            ],
-        );
-        let got: Vec<(String, String, Option<&str>)> = plan
-            .routes
-            .iter()
-            .map(|r| {
-                let dev = match &r.dev {
-                    RouteDev::Tunnel(d) => Some(d.as_str()),
-                    RouteDev::Underlay => None,
-                };
-                (r.dst.to_string(), r.gateway.to_string(), dev)
-            })
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("10.244.2.0/26".into(), "192.168.2.12".into(), Some(IPIP_DEVICE)),
-                ("10.244.3.0/26".into(), "192.168.0.13".into(), None),
-                ("10.244.4.0/26".into(), "192.168.0.14".into(), Some(IPIP_DEVICE)),
-            ]
-        );
-        assert!(plan.routes.iter().all(|r| r.onlink == (r.dev != RouteDev::Underlay)));
-        assert!(plan.fdb.is_empty() && plan.neighbors.is_empty());
-    }
-
-    #[test]
-    fn order_of_inputs_does_not_matter_and_blocks_are_normalised() {
-        let mut inputs = vec![
-            remote("10.244.2.5/26", "node2", "192.168.2.12", Always, Vxlan),
-            remote("10.244.2.64/26", "node2", "192.168.2.12", Always, Vxlan),
-            remote("10.244.3.0/26", "node3", "192.168.0.13", CrossSubnet, Vxlan),
-            remote("10.244.5.0/26", "node5", "192.168.0.15", CrossSubnet, Ipip),
-        ];
-        let first = plan(local(), &inputs);
-        inputs.reverse();
-        assert_eq!(plan(local(), &inputs), first);
-        assert_eq!(first.routes[0].dst.to_string(), "10.244.2.0/26");
-        assert_eq!(first.fdb.len(), 2, "one FDB entry per node, not per block");
-    }
-
-    #[test]
-    fn unusable_inputs_are_skipped_with_a_reason() {
-        let mut no_vtep = remote("10.244.6.0/26", "node6", "192.168.2.16", Always, Vxlan);
-        no_vtep.vtep_mac = None;
-        let mut same_mac = remote("10.244.8.0/26", "node8", "192.168.2.18", Always, Vxlan);
-        same_mac.vtep_mac = Some(vtep_mac("node7"));
-        let plan = plan(
-            local(),
-            &[
-                remote("fd00:10:244::/122", "node2", "192.168.2.12", Always, Vxlan),
-                remote("10.244.1.0/26", "node1", "192.168.0.11", Always, Vxlan),
-                remote("10.244.2.0/26", "node2", "192.168.2.12", Always, Vxlan),
-                remote("10.244.2.0/26", "node9", "192.168.2.19", Always, Vxlan),
-                no_vtep,
-                remote("10.244.7.0/26", "node7", "192.168.2.17", Always, Vxlan),
-                same_mac,
-            ],
-        );
-        let reasons: Vec<(String, &str, &str)> = plan
-            .skipped
-            .iter()
-            .map(|s| (s.block.to_string(), s.node.as_str(), s.reason.as_str()))
-            .collect();
-        assert_eq!(
-            reasons,
-            [
-                (
-                    "10.244.1.0/26".into(),
-                    "node1",
-                    "node address 192.168.0.11 is this node's"
-                ),
-                ("10.244.2.0/26".into(), "node9", "block already routed to node node2"),
-                (
-                    "10.244.6.0/26".into(),
-                    "node6",
-                    "node has no VTEP yet (VXLAN MAC or address unknown)"
-                ),
-                ("10.244.8.0/26".into(), "node8", "VTEP MAC already used by node node7"),
-                ("fd00:10:244::/122".into(), "node2", "IPv6 blocks are not encapsulated yet"),
-            ]
-        );
-        let dsts: Vec<String> = plan.routes.iter().map(|r| r.dst.to_string()).collect();
-        assert_eq!(dsts, ["10.244.2.0/26", "10.244.7.0/26"]);
-        let vtep_nodes: Vec<String> = plan.fdb.iter().map(|f| f.dst.to_string()).collect();
-        assert_eq!(vtep_nodes.len(), 3, "node2, node7 and node9 (its VTEP is valid) : {vtep_nodes:?}");
-    }
-
-    #[test]
-    fn vtep_mac_is_stable_unicast_and_locally_administered() {
-        let mac = vtep_mac("node1");
-        assert_eq!(mac, vtep_mac("node1"));
-        assert_ne!(mac, vtep_mac("node2"));
-        assert_eq!(mac[0] & 0x03, 0x02, "{mac:02x?}");
-        // A fixed vector: changing it would change every node's VTEP on upgrade.
-        assert_eq!(crate::dataplane::link::format_mac(&mac), "a6:49:e4:c5:a3:6d");
-    }
-}
+mod tests;

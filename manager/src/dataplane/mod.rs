@@ -36,6 +36,10 @@
 
 pub mod addr;
 mod check;
+pub mod encap;
+pub mod encap_route;
+pub mod encap_sync;
+pub mod ipip;
 pub mod link;
 pub mod neigh;
 pub mod netns;
@@ -43,6 +47,7 @@ pub mod pod;
 pub mod route;
 pub mod sysctl;
 mod teardown;
+pub mod vxlan;
 
 #[cfg(test)]
 mod tests;

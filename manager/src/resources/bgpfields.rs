@@ -51,7 +51,10 @@ pub fn password_problem(password: &str) -> Option<String> {
     if password.is_empty() {
         Some("must not be empty".into())
     } else if password.len() > MAX_PASSWORD_BYTES {
-        Some(format!("is {} bytes; TCP MD5 keys are at most {MAX_PASSWORD_BYTES}", password.len()))
+        Some(format!(
+            "is {} bytes; TCP MD5 keys are at most {MAX_PASSWORD_BYTES}",
+            password.len()
+        ))
     } else if password.contains(['"', '\n', '\r', '\0']) {
         Some("must not contain a double quote, a newline or a NUL: BIRD cannot quote them".into())
     } else {
@@ -86,10 +89,16 @@ impl FromStr for CommunityValue {
             return Err("expected aa:nn (standard) or aa:nn:mm (large community)".into());
         }
         if parts.len() == 2 {
-            let part = |p: &str| p.parse::<u16>().map_err(|_| "standard community parts are 0..=65535".to_string());
+            let part = |p: &str| {
+                p.parse::<u16>()
+                    .map_err(|_| "standard community parts are 0..=65535".to_string())
+            };
             Ok(CommunityValue::Standard(part(parts[0])?, part(parts[1])?))
         } else {
-            let part = |p: &str| p.parse::<u32>().map_err(|_| "large community parts are 0..=4294967295".to_string());
+            let part = |p: &str| {
+                p.parse::<u32>()
+                    .map_err(|_| "large community parts are 0..=4294967295".to_string())
+            };
             Ok(CommunityValue::Large(part(parts[0])?, part(parts[1])?, part(parts[2])?))
         }
     }
@@ -136,7 +145,11 @@ pub(crate) fn seconds(obj: &Obj<'_>, key: &str, min: u64, max: u64) -> Result<Op
     let Some(d) = duration(obj, key)? else { return Ok(None) };
     let text = obj.str(key)?.unwrap_or_default();
     if d.subsec_nanos() != 0 {
-        return Err(FieldError::new(obj.path_of(key), text, "must be whole seconds (BIRD's timers are)"));
+        return Err(FieldError::new(
+            obj.path_of(key),
+            text,
+            "must be whole seconds (BIRD's timers are)",
+        ));
     }
     if !(min..=max).contains(&d.as_secs()) {
         let reason = format!("must be from {min}s to {max}s");
@@ -154,12 +167,17 @@ pub(crate) fn parse_go_duration(text: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
+    if s.is_empty() {
+        return Err(SYNTAX.into());
+    }
     let mut rest = s;
     let mut total_nanos: u128 = 0;
     while !rest.is_empty() {
         let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or(SYNTAX)?;
         let (number, tail) = rest.split_at(num_len);
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let scale: u128 = match unit {
             "ns" => 1,
@@ -174,7 +192,11 @@ pub(crate) fn parse_go_duration(text: &str) -> Result<Duration, String> {
         if (whole.is_empty() && frac.is_empty()) || frac.contains('.') {
             return Err(SYNTAX.into());
         }
-        let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| SYNTAX)? };
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| SYNTAX)?
+        };
         let mut nanos = whole.checked_mul(scale).ok_or("too long")?;
         // Fractions: digits beyond nanosecond precision are dropped, as Go does.
         let mut place = scale;
@@ -242,7 +264,13 @@ pub(crate) fn password(obj: &Obj<'_>, key: &str, api_version: &str) -> Result<Op
             }
             PasswordSource::Value(value.to_string())
         }
-        [] => return Err(FieldError::new(obj.path_of(key), "{}", "expected secretKeyRef (or file / value)")),
+        [] => {
+            return Err(FieldError::new(
+                obj.path_of(key),
+                "{}",
+                "expected secretKeyRef (or file / value)",
+            ))
+        }
         several => {
             let reason = format!("give only one of {}", several.join(", "));
             return Err(FieldError::new(obj.path_of(key), "", reason));
@@ -310,13 +338,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn spec(v: Value) -> Value {
-        v
-    }
-
     #[test]
     fn as_numbers_in_every_form() {
-        let doc = spec(json!({"a": 64512, "b": "1111111", "c": "1.10", "d": 4294967295u64, "e": ""}));
+        let doc = json!({"a": 64512, "b": "1111111", "c": "1.10", "d": 4294967295u64, "e": ""});
         let o = Obj::new("spec", Some(&doc)).unwrap();
         assert_eq!(as_number(&o, "a").unwrap(), Some(64512));
         assert_eq!(as_number(&o, "b").unwrap(), Some(1111111));
@@ -324,7 +348,15 @@ mod tests {
         assert_eq!(as_number(&o, "d").unwrap(), Some(u32::MAX));
         assert_eq!(as_number(&o, "e").unwrap(), None);
         assert_eq!(as_number(&o, "zz").unwrap(), None);
-        for bad in [json!(0), json!(-1), json!(4294967296u64), json!("x"), json!("1.70000"), json!(1.5), json!(true)] {
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(4294967296u64),
+            json!("x"),
+            json!("1.70000"),
+            json!(1.5),
+            json!(true),
+        ] {
             let doc = json!({ "asNumber": bad });
             let o = Obj::new("spec", Some(&doc)).unwrap();
             let err = as_number(&o, "asNumber").unwrap_err();
@@ -379,7 +411,11 @@ mod tests {
         let secret = read(calico, json!({"secretKeyRef": {"name": "bgp", "key": "tor"}})).unwrap();
         assert_eq!(
             secret,
-            Some(PasswordSource::SecretKeyRef { name: "bgp".into(), key: "tor".into(), optional: false })
+            Some(PasswordSource::SecretKeyRef {
+                name: "bgp".into(),
+                key: "tor".into(),
+                optional: false
+            })
         );
         assert_eq!(secret.unwrap().to_string(), "secret bgp key tor");
         let file = read(API_LANES, json!({"file": "/etc/lanes/pw"})).unwrap().unwrap();
@@ -388,14 +424,44 @@ mod tests {
         assert_eq!(value.to_string(), "literal value");
 
         let cases = [
-            (calico, json!({"file": "/x"}), "spec.password.file", "lanes.dev/v1 extension"),
-            (calico, json!({"secretKeyRef": {"name": "a"}}), "spec.password.secretKeyRef.key", "required"),
-            (API_LANES, json!({"value": "a\"b"}), "spec.password.value", "double quote"),
-            (API_LANES, json!({"value": "x".repeat(81)}), "spec.password.value", "at most 80"),
+            (
+                calico,
+                json!({"file": "/x"}),
+                "spec.password.file",
+                "lanes.dev/v1 extension",
+            ),
+            (
+                calico,
+                json!({"secretKeyRef": {"name": "a"}}),
+                "spec.password.secretKeyRef.key",
+                "required",
+            ),
+            (
+                API_LANES,
+                json!({"value": "a\"b"}),
+                "spec.password.value",
+                "double quote",
+            ),
+            (
+                API_LANES,
+                json!({"value": "x".repeat(81)}),
+                "spec.password.value",
+                "at most 80",
+            ),
             (API_LANES, json!({"file": "rel/path"}), "spec.password.file", "absolute"),
-            (API_LANES, json!({"file": "/a", "value": "b"}), "spec.password", "only one of"),
+            (
+                API_LANES,
+                json!({"file": "/a", "value": "b"}),
+                "spec.password",
+                "only one of",
+            ),
             (API_LANES, json!({}), "spec.password", "expected secretKeyRef"),
-            (API_LANES, json!({"secret": {}}), "spec.password.secret", "did you mean"),
+            (
+                API_LANES,
+                json!({"secretKeyRf": {}}),
+                "spec.password.secretKeyRf",
+                "did you mean",
+            ),
         ];
         for (api, pw, field, fragment) in cases {
             let err = read(api, pw.clone()).unwrap_err();

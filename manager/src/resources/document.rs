@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::meta::{FieldError, Obj, ObjectMeta, RawResource, Rejection};
-use super::{ipamconfig, ippool, node, pod, Resource, ResourceKey};
+use super::{bgpconfig, bgppeer, ipamconfig, ippool, node, pod, Resource, ResourceKey};
 use super::{API_CALICO_CRD, API_CALICO_V3, API_CORE, API_LANES, API_NAD};
 
 const CALICO_FAMILY: &[&str] = &[API_LANES, API_CALICO_V3, API_CALICO_CRD];
@@ -180,6 +180,8 @@ fn to_resource(source: &str, json: &Value) -> Result<Resource, FieldError> {
         "IPAMConfig" => Resource::IpamConfig(ipamconfig::parse(&meta, &top)?),
         "Node" => Resource::Node(node::parse(api_version, meta, &top, source)?),
         "Pod" => Resource::Pod(pod::from_meta(meta, source)),
+        "BGPConfiguration" => Resource::BgpConfiguration(bgpconfig::parse(api_version, meta, &top, source)?),
+        "BGPPeer" => Resource::BgpPeer(bgppeer::parse(api_version, meta, &top, source)?),
         canonical => {
             top.obj("spec")?;
             Resource::Other(RawResource {
@@ -380,11 +382,11 @@ mod tests {
 
         let text = "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: tor}\n\
                     spec:\n  <<: {peerIP: 192.168.1.1, asNumber: 64512}\n  asNumber: 65000\n";
-        let Resource::Other(peer) = one(text) else { panic!() };
-        assert_eq!(
-            peer.spec,
-            serde_json::json!({"peerIP": "192.168.1.1", "asNumber": 65000})
-        );
+        let Resource::BgpPeer(peer) = one(text) else { panic!() };
+        assert!(matches!(
+            peer.target,
+            super::super::PeerTarget::Ip { as_number: 65000, .. }
+        ));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!    the document, reload, then add the new one);
 //! 3. the previous version of every refused document, and every resource of a file that is not
 //!    valid YAML, is carried over unless another document now provides it;
-//! 4. duplicates (same kind, namespace and name) and overlapping pools: the later document is
+//! 4. duplicates (same kind, namespace and name), overlapping pools, and BGPPeers that would
+//!    open the same session (same `peerIP` from the same nodes): the later document is
 //!    rejected. "Later" is file order then document order, except that resources already
 //!    accepted before go first: a new pool can never push out a pool that is in use.
 
@@ -241,6 +242,8 @@ impl Loader {
                 pools = resources.pools.len(),
                 nodes = resources.nodes.len(),
                 pods = resources.pods.len(),
+                bgp_configurations = resources.bgp_configurations.len(),
+                bgp_peers = resources.bgp_peers.len(),
                 others = resources.others.len(),
                 "resources changed"
             );
@@ -277,8 +280,8 @@ fn immutable(was: &dyn std::fmt::Display) -> String {
     format!("immutable: was {was} (to change it, delete the pool document, reload, then add the new one)")
 }
 
-/// Why `candidate` cannot join `placed`: an earlier document with the same key, or a pool whose
-/// CIDR overlaps.
+/// Why `candidate` cannot join `placed`: an earlier document with the same key, a pool whose
+/// CIDR overlaps, or a BGPPeer for the same session.
 fn conflict(placed: &BTreeMap<ResourceKey, Placed>, candidate: &Placed) -> Option<Rejection> {
     let key = candidate.resource.key();
     let reject = |e: FieldError| {
@@ -291,6 +294,19 @@ fn conflict(placed: &BTreeMap<ResourceKey, Placed>, candidate: &Placed) -> Optio
             first.source, first.document
         );
         return Some(reject(FieldError::new("metadata.name", key.name.as_str(), reason)));
+    }
+    if let Resource::BgpPeer(peer) = &candidate.resource {
+        return placed.values().find_map(|other| match &other.resource {
+            Resource::BgpPeer(o) if o.duplicates(peer) => {
+                let reason = format!(
+                    "duplicate peering: BGPPeer {} ({} document {}) already peers with this address from the same nodes",
+                    o.name, other.source, other.document
+                );
+                let address = peer.peer_address().map(|a| a.to_string()).unwrap_or_default();
+                Some(reject(FieldError::new("spec.peerIP", address, reason)))
+            }
+            _ => None,
+        });
     }
     let Resource::IpPool(pool) = &candidate.resource else {
         return None;
@@ -529,6 +545,91 @@ spec:
         assert_eq!(outcome.rejections.len(), 1, "{:?}", outcome.rejections);
         assert_rejected(&outcome, "spec.ipipMode", "Never, Always, CrossSubnet");
         assert!(outcome.resources.pools["p"].nat_outgoing && outcome.changed);
+    }
+
+    fn bgp_peer(name: &str, spec: &str) -> String {
+        format!("apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {{name: {name}}}\nspec: {spec}\n")
+    }
+
+    #[test]
+    fn duplicate_bgp_peers_reject_the_later_one() {
+        let store = Store::new();
+        store.write(
+            "a.yaml",
+            &bgp_peer(
+                "tor-a",
+                "{peerIP: 192.168.0.1, asNumber: 63400, nodeSelector: \"rack == 'r1'\"}",
+            ),
+        );
+        let b = [
+            bgp_peer(
+                "tor-b",
+                "{peerIP: 192.168.0.1, asNumber: 63401, nodeSelector: 'rack==\"r1\"'}",
+            ),
+            bgp_peer(
+                "tor-c",
+                "{peerIP: 192.168.0.1, asNumber: 63400, nodeSelector: \"rack == 'r2'\"}",
+            ),
+            bgp_peer(
+                "tor-d",
+                "{peerIP: '192.168.0.1:1790', asNumber: 63400, nodeSelector: \"rack == 'r1'\"}",
+            ),
+        ]
+        .join("---\n");
+        store.write("b.yaml", &b);
+        let outcome = store.reload(&mut Loader::new());
+        assert_eq!(outcome.rejections.len(), 1, "{:?}", outcome.rejections);
+        let r = assert_rejected(&outcome, "spec.peerIP", "duplicate peering: BGPPeer tor-a (");
+        assert_eq!((r.name.as_deref(), r.value.as_str()), (Some("tor-b"), "192.168.0.1"));
+        assert!(r.reason.contains("a.yaml document 1"), "{r}");
+        assert_eq!(
+            outcome.resources.bgp_peers.keys().collect::<Vec<_>>(),
+            ["tor-a", "tor-c", "tor-d"]
+        );
+    }
+
+    #[test]
+    fn a_bad_bgp_document_keeps_the_last_good_version() {
+        let store = Store::new();
+        let config = |spec: &str| {
+            format!(
+                "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {{name: default}}\nspec: {spec}\n"
+            )
+        };
+        let node = "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: n1}\n\
+                    spec: {bgp: {ipv4Address: 192.168.0.11/24, routeReflectorClusterID: 224.0.0.1}}\n";
+        store.write("bgp.yaml", &config("{asNumber: 63400, nodeToNodeMeshEnabled: false}"));
+        store.write(
+            "peers.yaml",
+            &bgp_peer(
+                "rr",
+                "{nodeSelector: all(), peerSelector: \"route-reflector == 'true'\"}",
+            ),
+        );
+        store.write("nodes.yaml", node);
+        let mut loader = Loader::new();
+        let outcome = store.reload(&mut loader);
+        assert!(outcome.rejections.is_empty(), "{:?}", outcome.rejections);
+        assert_eq!(outcome.resources.bgp_settings("n1").as_number, 63400);
+
+        store.write("bgp.yaml", &config("{asNumber: 0}"));
+        store.write(
+            "peers.yaml",
+            &bgp_peer(
+                "rr",
+                "{nodeSelector: all(), peerSelector: \"route-reflector = 'true'\"}",
+            ),
+        );
+        store.write("nodes.yaml", &node.replace("224.0.0.1", "cluster-1"));
+        let outcome = store.reload(&mut loader);
+        assert_rejected(&outcome, "spec.asNumber", "1 to 4294967295");
+        assert_rejected(&outcome, "spec.peerSelector", "invalid selector: column");
+        assert_rejected(&outcome, "spec.bgp.routeReflectorClusterID", "dotted quad");
+        assert!(!outcome.changed);
+        let settings = outcome.resources.bgp_settings("n1");
+        assert!(!settings.node_to_node_mesh_enabled && settings.as_number == 63400);
+        assert!(outcome.resources.bgp_peers.contains_key("rr"));
+        assert!(outcome.resources.nodes["n1"].route_reflector_cluster_id().is_some());
     }
 
     #[test]
