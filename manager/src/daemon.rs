@@ -9,6 +9,8 @@ use nix::fcntl::{Flock, FlockArg};
 use tokio::sync::broadcast;
 
 use crate::api::{cni::CniService, node::NodeService, server};
+use crate::bgp::driver::{BgpDriver, DriverConfig};
+use crate::bgp::supervisor::{BirdConfig, Supervisor};
 use crate::config::Config;
 use crate::dataplane::Dataplane;
 use crate::ipam::Ipam;
@@ -85,6 +87,33 @@ pub async fn run(
         cfg.datastore.path.clone(),
     ));
     let repairs = reconcile::reconcile(&workloads).await;
+    let supervisor = Arc::new(Supervisor::new(BirdConfig {
+        bird_path: cfg.bgp.bird_path.clone().into(),
+        run_dir: cfg.run_dir.clone(),
+        netns: None,
+    }));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if cfg.bgp.enabled {
+        tokio::spawn(supervisor.clone().run(stop_rx));
+    }
+    let driver = Arc::new(BgpDriver::new(
+        DriverConfig {
+            node: cfg.node_name.clone(),
+            primary_interface: cfg.primary.interface.clone(),
+            listen_address: cfg.bgp.listen_address.parse().ok(),
+            store_path: cfg.datastore.path.clone(),
+            mtu: default_mtu,
+            bgp_enabled: cfg.bgp.enabled,
+        },
+        supervisor,
+        store.clone(),
+        workloads.ipam.clone(),
+        workloads.dataplane.clone(),
+        workloads.resources.clone(),
+        metrics.clone(),
+        workloads.routing_kick.clone(),
+    ));
+    tokio::spawn(driver.clone().run());
     metrics
         .attachments
         .set(workloads.ipam.local_allocations().await.len() as i64);
@@ -122,15 +151,21 @@ pub async fn run(
         NodeService {
             workloads,
             rejected,
-            bgp: None,
+            bgp: cfg
+                .bgp
+                .enabled
+                .then(|| driver.clone() as Arc<dyn crate::api::node::BgpView>),
         },
         unix,
         tcp,
         shutdown,
     )
     .await;
-    // Pods keep their veths, routes and addresses: only the socket goes.
+    // Pods keep their veths, routes and addresses: only the socket goes. BIRD
+    // stops in graceful-restart mode so peers keep our routes meanwhile.
     let _ = std::fs::remove_file(&cfg.socket);
+    let _ = stop_tx.send(true);
+    driver.shutdown().await;
     tracing::info!("lanesd stopped; pod networking left in place");
     served.map_err(DaemonError::from)
 }

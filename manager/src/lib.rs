@@ -5,6 +5,7 @@
 //! effects ([`dataplane`], [`store`], [`api`]); [`workload`] joins them.
 
 pub mod api;
+pub mod bgp;
 pub mod cni;
 pub mod config;
 pub mod ctl;

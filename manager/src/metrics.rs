@@ -21,8 +21,19 @@ pub struct VerbLabel {
     pub verb: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
+    pub bgp_peers: Family<StateLabel, Gauge>,
+    pub bgp_routes_imported: Gauge,
+    pub bgp_routes_exported: Gauge,
+    pub bird_restarts: Gauge,
+    pub bird_applies: Gauge,
+    pub bird_apply_failures: Gauge,
     pub cni_requests: Family<CniLabels, Counter>,
     pub cni_seconds: Family<VerbLabel, Histogram>,
     pub attachments: Gauge,
@@ -57,8 +68,47 @@ impl Metrics {
             "Primary-network attachments on this node",
             attachments.clone(),
         );
+        let bgp_peers = Family::<StateLabel, Gauge>::default();
+        let (bgp_routes_imported, bgp_routes_exported) = (Gauge::default(), Gauge::default());
+        let (bird_restarts, bird_applies, bird_apply_failures) = (Gauge::default(), Gauge::default(), Gauge::default());
+        registry.register(
+            "bgp_peers",
+            "BGP sessions by state (up, down, start)",
+            bgp_peers.clone(),
+        );
+        registry.register(
+            "bgp_routes_imported",
+            "Routes imported from all BGP peers",
+            bgp_routes_imported.clone(),
+        );
+        registry.register(
+            "bgp_routes_exported",
+            "Routes exported to all BGP peers",
+            bgp_routes_exported.clone(),
+        );
+        registry.register(
+            "bird_restarts",
+            "Unexpected BIRD exits that were restarted",
+            bird_restarts.clone(),
+        );
+        registry.register(
+            "bird_config_applies",
+            "BIRD configs checked and applied",
+            bird_applies.clone(),
+        );
+        registry.register(
+            "bird_config_failures",
+            "BIRD configs rejected or failed to apply",
+            bird_apply_failures.clone(),
+        );
         Metrics {
             registry,
+            bgp_peers,
+            bgp_routes_imported,
+            bgp_routes_exported,
+            bird_restarts,
+            bird_applies,
+            bird_apply_failures,
             cni_requests,
             cni_seconds,
             attachments,
@@ -75,6 +125,21 @@ impl Metrics {
         self.cni_seconds
             .get_or_create(&VerbLabel { verb: verb.into() })
             .observe(took.as_secs_f64());
+    }
+
+    /// Per-state peer counts and route totals from BIRD's protocol table.
+    pub fn record_peers(&self, peers: &[crate::bgp::status::PeerRow]) {
+        self.bgp_peers.clear();
+        for state in ["up", "down", "start"] {
+            let n = peers.iter().filter(|p| p.state == state).count();
+            self.bgp_peers
+                .get_or_create(&StateLabel { state: state.into() })
+                .set(n as i64);
+        }
+        self.bgp_routes_imported
+            .set(peers.iter().map(|p| p.routes_imported as i64).sum());
+        self.bgp_routes_exported
+            .set(peers.iter().map(|p| p.routes_exported as i64).sum());
     }
 
     /// The text exposition format.

@@ -117,6 +117,9 @@ pub enum BuildError {
     Invalid(String),
 }
 
+/// The BGP speaker this node should run. Fails only when there is no router ID; peerings that
+/// cannot be configured (a missing secret, a duplicate session) are left out and explained in
+/// [`Desired::notes`], so one bad BGPPeer never holds back the rest.
 pub fn build(input: &Input<'_>) -> Result<Desired, BuildError> {
     let res = input.resources;
     let me = input.node_name;

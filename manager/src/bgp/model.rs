@@ -306,7 +306,8 @@ mod tests {
             notes: Vec::new(),
         };
         assert_eq!(desired.validate(), Ok(()));
-        let broken: [(fn(&mut Desired), &str); 7] = [
+        type Breaks = fn(&mut Desired);
+        let broken: [(Breaks, &str); 7] = [
             (|d| d.peers[0].password = Some("a\"b".into()), "without double quotes"),
             (|d| d.peers[0].name = "Mesh-1".into(), "not a valid BIRD protocol name"),
             (|d| d.peers.push(d.peers[0].clone()), "duplicate"),

@@ -462,7 +462,8 @@ mod tests {
 
     #[test]
     fn listen_address_ignored_interfaces_and_log_levels() {
-        let mut d = mesh_of_three();
+        let mut d = base();
+        d.peers.push(peer(PeerKind::Mesh, "192.168.0.11", 64512, 64512));
         d.listen_address = Some("192.168.0.12".parse().unwrap());
         d.listen_port = 1790;
         d.ignored_interfaces = vec!["eth9".into(), "vxlan*".into()];

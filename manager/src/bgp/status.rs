@@ -76,12 +76,15 @@ pub struct RouteStats {
 impl ProtocolStatus {
     /// Route counts summed over all channels (a BGP session may carry ipv4 and ipv6).
     pub fn routes(&self) -> RouteStats {
-        self.channels.iter().filter_map(|c| c.routes).fold(RouteStats::default(), |a, r| RouteStats {
-            imported: a.imported + r.imported,
-            filtered: a.filtered + r.filtered,
-            exported: a.exported + r.exported,
-            preferred: a.preferred + r.preferred,
-        })
+        self.channels
+            .iter()
+            .filter_map(|c| c.routes)
+            .fold(RouteStats::default(), |a, r| RouteStats {
+                imported: a.imported + r.imported,
+                filtered: a.filtered + r.filtered,
+                exported: a.exported + r.exported,
+                preferred: a.preferred + r.preferred,
+            })
     }
 }
 
@@ -111,10 +114,16 @@ pub fn parse_protocols(text: &str) -> Vec<ProtocolStatus> {
         let trimmed = line.trim();
         if indent == 2 {
             if let Some(name) = trimmed.strip_prefix("Channel ") {
-                p.channels.push(ChannelStatus { name: name.trim().to_string(), ..Default::default() });
+                p.channels.push(ChannelStatus {
+                    name: name.trim().to_string(),
+                    ..Default::default()
+                });
                 block = Block::Channel;
             } else if let Some(state) = trimmed.strip_prefix("BGP state:") {
-                p.bgp = Some(BgpStatus { state: state.trim().to_string(), ..Default::default() });
+                p.bgp = Some(BgpStatus {
+                    state: state.trim().to_string(),
+                    ..Default::default()
+                });
                 block = Block::Bgp;
             } else {
                 block = Block::None;
@@ -122,7 +131,9 @@ pub fn parse_protocols(text: &str) -> Vec<ProtocolStatus> {
             continue;
         }
         // Only the block's own keys (indent 4); deeper lines are capabilities and stats tables.
-        let (4, Some((key, value))) = (indent, trimmed.split_once(':')) else { continue };
+        let (4, Some((key, value))) = (indent, trimmed.split_once(':')) else {
+            continue;
+        };
         let value = value.trim();
         match block {
             Block::Bgp => {
@@ -189,7 +200,10 @@ fn parse_summary(line: &str) -> Option<ProtocolStatus> {
 
 fn parse_timer(value: &str) -> Option<Timer> {
     let (remaining, configured) = value.split_once('/')?;
-    Some(Timer { remaining: remaining.trim().parse().ok()?, configured: configured.trim().parse().ok()? })
+    Some(Timer {
+        remaining: remaining.trim().parse().ok()?,
+        configured: configured.trim().parse().ok()?,
+    })
 }
 
 /// `2 imported, 1 filtered, 4 exported, 1 preferred`
@@ -197,7 +211,9 @@ fn parse_route_stats(value: &str) -> RouteStats {
     let mut s = RouteStats::default();
     for part in value.split(',') {
         let mut words = part.split_whitespace();
-        let (Some(Ok(n)), Some(what)) = (words.next().map(str::parse::<u64>), words.next()) else { continue };
+        let (Some(Ok(n)), Some(what)) = (words.next().map(str::parse::<u64>), words.next()) else {
+            continue;
+        };
         match what {
             "imported" => s.imported = n,
             "filtered" => s.filtered = n,
@@ -294,9 +310,12 @@ fn parse_route_line(line: &str) -> Option<Route> {
     let tail = &line[close + 1..];
     let preference = tail
         .split_once('(')
-        .and_then(|(_, p)| p.split(|c| c == ')' || c == '/').next())
+        .and_then(|(_, p)| p.split([')', '/']).next())
         .and_then(|p| p.trim().parse().ok());
-    let bgp = tail.rfind('[').and_then(|i| tail[i + 1..].split(']').next()).map(str::to_string);
+    let bgp = tail
+        .rfind('[')
+        .and_then(|i| tail[i + 1..].split(']').next())
+        .map(str::to_string);
     Some(Route {
         kind,
         protocol,
@@ -312,7 +331,13 @@ fn parse_route_line(line: &str) -> Option<Route> {
 /// `via 10.0.0.1 on eth0 weight 1` or `dev eth0`.
 fn parse_next_hop(line: &str) -> NextHop {
     let words: Vec<&str> = line.split_whitespace().collect();
-    let after = |key: &str| words.iter().position(|w| *w == key).and_then(|i| words.get(i + 1)).copied();
+    let after = |key: &str| {
+        words
+            .iter()
+            .position(|w| *w == key)
+            .and_then(|i| words.get(i + 1))
+            .copied()
+    };
     NextHop {
         gateway: after("via").map(str::to_string),
         interface: after("on").or_else(|| after("dev")).map(str::to_string),
@@ -357,7 +382,12 @@ pub fn parse_route_count(text: &str) -> RouteCount {
             Some(i) if !is_total => w.get(i + 1).unwrap_or(&"").to_string(),
             _ => String::new(),
         };
-        let c = TableCount { table, routes, total_routes, networks };
+        let c = TableCount {
+            table,
+            routes,
+            total_routes,
+            networks,
+        };
         if is_total {
             out.total = Some(c);
         } else {
@@ -371,6 +401,8 @@ pub fn parse_route_count(text: &str) -> RouteCount {
 /// prefix counts Calico does not show.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerRow {
+    /// The BIRD protocol, e.g. `Mesh_10_0_0_2`.
+    pub name: String,
     pub peer_address: String,
     /// `node-to-node mesh`, `node specific`, `global`.
     pub peer_type: String,
@@ -379,6 +411,8 @@ pub struct PeerRow {
     pub since: String,
     pub info: String,
     pub ipv6: bool,
+    /// The peer's AS, when BIRD printed it (`show protocols all`).
+    pub remote_as: Option<u32>,
     pub routes_imported: u64,
     pub routes_exported: u64,
 }
@@ -390,9 +424,13 @@ pub fn peer_rows(protocols: &[ProtocolStatus]) -> Vec<PeerRow> {
         .iter()
         .filter(|p| p.proto == "BGP")
         .filter_map(|p| {
-            let (peer_type, rest) = [("Mesh_", "node-to-node mesh"), ("Node_", "node specific"), ("Global_", "global")]
-                .iter()
-                .find_map(|(prefix, t)| p.name.strip_prefix(prefix).map(|rest| (*t, rest)))?;
+            let (peer_type, rest) = [
+                ("Mesh_", "node-to-node mesh"),
+                ("Node_", "node specific"),
+                ("Global_", "global"),
+            ]
+            .iter()
+            .find_map(|(prefix, t)| p.name.strip_prefix(prefix).map(|rest| (*t, rest)))?;
             let peer_address = p
                 .bgp
                 .as_ref()
@@ -400,7 +438,9 @@ pub fn peer_rows(protocols: &[ProtocolStatus]) -> Vec<PeerRow> {
                 .unwrap_or_else(|| address_from_name(rest));
             let routes = p.routes();
             Some(PeerRow {
+                name: p.name.clone(),
                 ipv6: peer_address.contains(':'),
+                remote_as: p.bgp.as_ref().and_then(|b| b.neighbor_as),
                 peer_address,
                 peer_type: peer_type.to_string(),
                 state: p.state.clone(),
@@ -423,5 +463,4 @@ pub fn address_from_name(rest: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "status_tests.rs"]
 mod tests;

@@ -292,3 +292,44 @@ async fn rollback(host: &Netlink, host_ifname: &str) {
         tracing::warn!(error = %err, host_ifname, "rollback of failed pod setup");
     }
 }
+
+impl Dataplane {
+    /// The first IPv4 address of `name`, with its prefix (`ip -4 addr show dev <name>`);
+    /// `None` when the link is missing or has none. Calico's `interface=ens2` autodetection.
+    pub async fn interface_ipv4(&self, name: &str) -> Result<Option<ipnet::Ipv4Net>> {
+        let Some(link) = self.host.link_get(name).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .host
+            .addr_list(link.index, name)
+            .await?
+            .into_iter()
+            .find_map(|a| match a {
+                IpNet::V4(v4) => Some(v4),
+                IpNet::V6(_) => None,
+            }))
+    }
+
+    /// Every route Lanes owns in the main table (`ip route show proto 76`), with device names.
+    pub async fn our_routes(&self) -> Result<Vec<(super::route::Route, Option<String>)>> {
+        let links: std::collections::HashMap<u32, String> = self
+            .host
+            .link_dump()
+            .await?
+            .into_iter()
+            .map(|l| (l.index, l.name))
+            .collect();
+        Ok(self
+            .host
+            .route_dump()
+            .await?
+            .into_iter()
+            .filter(|r| r.is_ours())
+            .map(|r| {
+                let dev = r.oif.and_then(|i| links.get(&i).cloned());
+                (r, dev)
+            })
+            .collect())
+    }
+}

@@ -142,8 +142,8 @@ impl ObjectMeta {
     }
 }
 
-/// A document of a kind that is accepted now and parsed later (BGPConfiguration, BGPPeer,
-/// NetworkAttachmentDefinition): only its metadata has been checked.
+/// A document of a kind that is accepted now and parsed by its owner later
+/// (NetworkAttachmentDefinition): only its metadata has been checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawResource {
     pub api_version: String,

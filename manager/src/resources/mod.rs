@@ -149,7 +149,7 @@ impl Resources {
         BgpSettings::resolve(global, own)
     }
 
-    /// The raw resources of one kind, e.g. `"BGPPeer"`.
+    /// The raw resources of one kind, e.g. `"NetworkAttachmentDefinition"`.
     pub fn others_of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a RawResource> {
         self.others.iter().filter(move |r| r.kind == kind)
     }

@@ -46,6 +46,8 @@ pub struct Workloads {
     pub started: Instant,
     /// Path of the store directory (named in STATUS errors).
     pub store_path: PathBuf,
+    /// Wakes the routing loop (BGP exports, encapsulation) after IPAM changes.
+    pub routing_kick: Arc<tokio::sync::Notify>,
     handle_locks: StdMutex<HashMap<HandleKey, Arc<Mutex<()>>>>,
     gc_lock: RwLock<()>,
 }
@@ -78,6 +80,7 @@ impl Workloads {
             default_mtu,
             started: Instant::now(),
             store_path,
+            routing_kick: Arc::new(tokio::sync::Notify::new()),
             handle_locks: StdMutex::new(HashMap::new()),
             gc_lock: RwLock::new(()),
         }
@@ -91,6 +94,9 @@ impl Workloads {
         let verb = expected.as_str();
         match outcome {
             Ok(output) => {
+                if matches!(expected, Command::Add | Command::Del | Command::Gc) {
+                    self.routing_kick.notify_one();
+                }
                 self.metrics.observe_cni(verb, 0, started.elapsed());
                 Reply { output, error: None }
             }

@@ -209,6 +209,8 @@ pub struct Node {
     pub store: PathBuf,
     pub run_dir: PathBuf,
     pub child: Option<Child>,
+    /// Extra lanesd flags (e.g. `--primary-interface ens2`).
+    pub args: Vec<String>,
 }
 
 pub const SEED_POOL: &str = "apiVersion: projectcalico.org/v3
@@ -226,16 +228,27 @@ spec:
 impl Node {
     /// A fresh node with its own store holding `resources`.
     pub fn new(name: &str, resources: &str) -> Node {
+        let (dir, store) = Self::store(resources);
+        Self::with_store(name, &dir, &store)
+    }
+
+    /// A temp dir with a store holding `resources`: (dir, store).
+    pub fn store(resources: &str) -> (PathBuf, PathBuf) {
         let dir = tempfile::Builder::new().prefix("lanes-it-").tempdir().unwrap().keep();
         let store = dir.join("store");
         std::fs::create_dir_all(&store).unwrap();
         std::fs::write(store.join("resources.yaml"), resources).unwrap();
-        Self::with_store(name, &dir, &store)
+        (dir, store)
     }
 
     /// A node sharing another node's store (two lanesd on one store).
     pub fn with_store(name: &str, dir: &Path, store: &Path) -> Node {
-        let netns = Netns::new("lit-");
+        Self::prepared(name, dir, store, Netns::new("lit-"), &[], true)
+    }
+
+    /// A node in a netns the caller wired (e.g. with `ens2`), with extra flags;
+    /// `start` false leaves lanesd to the caller.
+    pub fn prepared(name: &str, dir: &Path, store: &Path, netns: Netns, args: &[&str], start: bool) -> Node {
         let run_dir = dir.join(format!("run-{name}"));
         let mut n = Node {
             name: name.into(),
@@ -244,8 +257,11 @@ impl Node {
             store: store.into(),
             run_dir,
             child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
-        n.start();
+        if start {
+            n.start();
+        }
         n
     }
 
@@ -270,6 +286,7 @@ impl Node {
             .arg("--run-dir")
             .arg(&self.run_dir)
             .args(["--log-level", "info"])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -434,4 +451,88 @@ pub fn result_ip(v: &Value) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
+}
+
+/// A layer-2 segment: a bridge in its own netns; nodes plug in with a veth.
+pub struct Switch {
+    pub netns: Netns,
+    ports: AtomicUsize,
+}
+
+impl Switch {
+    pub fn new() -> Switch {
+        let netns = Netns::new("lsw-");
+        run("ip", &["-n", &netns.name, "link", "add", "br0", "type", "bridge"]);
+        run("ip", &["-n", &netns.name, "link", "set", "br0", "up"]);
+        Switch {
+            netns,
+            ports: AtomicUsize::new(0),
+        }
+    }
+
+    /// Give `ns` an interface `ifname` with `cidr` on this segment.
+    pub fn plug(&self, ns: &Netns, ifname: &str, cidr: &str) {
+        let port = format!("p{}", self.ports.fetch_add(1, Ordering::SeqCst));
+        run(
+            "ip",
+            &[
+                "-n",
+                &self.netns.name,
+                "link",
+                "add",
+                &port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                ifname,
+                "netns",
+                &ns.name,
+            ],
+        );
+        run(
+            "ip",
+            &["-n", &self.netns.name, "link", "set", &port, "master", "br0", "up"],
+        );
+        run("ip", &["-n", &ns.name, "addr", "add", cidr, "dev", ifname]);
+        run("ip", &["-n", &ns.name, "link", "set", ifname, "up"]);
+    }
+}
+
+impl Default for Switch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Poll `f` every 200 ms until it returns Some, or panic with `what` after `secs`.
+pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {secs}s waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+impl Node {
+    /// `lanesctl -o json node status`'s BGP part.
+    pub fn bgp_status(&self) -> Value {
+        let (_, out) = self.lanesctl(&["-o", "json", "node", "status"]);
+        serde_json::from_str::<Value>(&out)
+            .map(|v| v["bgp"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Number of BGP sessions in state up.
+    pub fn peers_up(&self) -> usize {
+        self.bgp_status()["peers"]
+            .as_array()
+            .map(|a| a.iter().filter(|p| p["state"] == "up").count())
+            .unwrap_or(0)
+    }
 }

@@ -1,0 +1,490 @@
+//! The routing loop of lanesd: from resources, IPAM and the node registry to
+//! BIRD's config (through the supervisor), the encapsulation routes for
+//! VXLAN/IPIP pools, and the natOutgoing table.
+//!
+//! It wakes on a resource change, on a kick from IPAM activity, and every
+//! [`RESYNC`] (other nodes' registrations and blocks live in the shared
+//! store), coalesces wake-ups for [`DEBOUNCE`], and only touches BIRD when
+//! the rendered text changed. A failed build, render check or apply is
+//! recorded and the running config stays.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use tokio::sync::{watch, Mutex, Notify};
+
+use super::registry::{self, NodeRecord};
+use super::supervisor::{Applied, Supervisor};
+use super::{build, password_sources, render, Input, NodeInfo};
+use crate::dataplane::encap::{self, EncapKind, RemoteBlock};
+use crate::dataplane::{self, Dataplane};
+use crate::ipam::Ipam;
+use crate::metrics::Metrics;
+use crate::resources::{EncapMode, PasswordSource, Resources};
+use crate::store::StateStore;
+use lanes_proto::v1 as pb;
+
+/// How long wake-ups are gathered before one sync.
+pub const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Resync even without a local trigger (remote nodes' changes).
+pub const RESYNC: Duration = Duration::from_secs(2);
+
+pub struct DriverConfig {
+    pub node: String,
+    pub primary_interface: String,
+    pub listen_address: Option<IpAddr>,
+    /// Where `secretKeyRef` passwords are read from: `<store>/secrets/<name>/<key>`.
+    pub store_path: PathBuf,
+    pub mtu: u32,
+    pub bgp_enabled: bool,
+}
+
+#[derive(Default)]
+struct State {
+    node_address: Option<Ipv4Net>,
+    router_id: Option<Ipv4Addr>,
+    local_as: u32,
+    last_text: Option<String>,
+    last_error: Option<String>,
+    vtep_ip: Option<Ipv4Addr>,
+    /// What the NAT table was last built from (nft runs only on change).
+    nat_input: Option<Vec<crate::nat::NatPool>>,
+}
+
+pub struct BgpDriver {
+    cfg: DriverConfig,
+    supervisor: Arc<Supervisor>,
+    store: Arc<dyn StateStore>,
+    ipam: Arc<Ipam>,
+    dataplane: Dataplane,
+    resources: watch::Receiver<Arc<Resources>>,
+    metrics: Arc<Metrics>,
+    kick: Arc<Notify>,
+    state: Mutex<State>,
+}
+
+impl BgpDriver {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cfg: DriverConfig,
+        supervisor: Arc<Supervisor>,
+        store: Arc<dyn StateStore>,
+        ipam: Arc<Ipam>,
+        dataplane: Dataplane,
+        resources: watch::Receiver<Arc<Resources>>,
+        metrics: Arc<Metrics>,
+        kick: Arc<Notify>,
+    ) -> Self {
+        BgpDriver {
+            cfg,
+            supervisor,
+            store,
+            ipam,
+            dataplane,
+            resources,
+            metrics,
+            kick,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub async fn run(self: Arc<Self>) {
+        let mut resources = self.resources.clone();
+        loop {
+            self.sync().await;
+            tokio::select! {
+                _ = resources.changed() => {}
+                _ = self.kick.notified() => {}
+                _ = tokio::time::sleep(RESYNC) => {}
+            }
+            tokio::time::sleep(DEBOUNCE).await;
+        }
+    }
+
+    /// One pass: registry, BGP, encapsulation, NAT. Each part logs its own failure.
+    pub async fn sync(&self) {
+        let res = self.resources.borrow().clone();
+        let address = self.node_address(&res).await;
+        if let Err(e) = self.register(address, &res).await {
+            tracing::warn!(error = %e, "node registration failed");
+        }
+        let nodes = registry::list(self.store.as_ref()).await.unwrap_or_default();
+        if self.cfg.bgp_enabled {
+            self.sync_bgp(&res, address, &nodes).await;
+        }
+        self.sync_encap(&res, address, &nodes).await;
+        self.sync_nat(&res).await;
+        self.refresh_metrics().await;
+    }
+
+    /// Node spec.bgp.ipv4Address, else the first IPv4 address of the primary interface.
+    async fn node_address(&self, res: &Resources) -> Option<Ipv4Net> {
+        let from_doc = res
+            .nodes
+            .get(&self.cfg.node)
+            .and_then(|n| n.bgp.as_ref())
+            .and_then(|b| b.ipv4_address);
+        let addr = match from_doc {
+            Some(a) => Some(a),
+            None => self
+                .dataplane
+                .interface_ipv4(&self.cfg.primary_interface)
+                .await
+                .ok()
+                .flatten(),
+        };
+        self.state.lock().await.node_address = addr;
+        addr
+    }
+
+    async fn register(&self, address: Option<Ipv4Net>, res: &Resources) -> Result<(), String> {
+        let vtep_ip = self.state.lock().await.vtep_ip;
+        let record = NodeRecord {
+            name: self.cfg.node.clone(),
+            address: address.map(|a| a.to_string()),
+            as_number: res.nodes.get(&self.cfg.node).and_then(|n| n.as_number()),
+            vtep_mac: Some(registry::mac_string(&encap::vtep_mac(&self.cfg.node))),
+            vtep_ip: vtep_ip.map(|v| v.to_string()),
+        };
+        registry::put(self.store.as_ref(), &record)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn sync_bgp(&self, res: &Resources, address: Option<Ipv4Net>, nodes: &[NodeRecord]) {
+        let mut input = Input::new(res, &self.cfg.node);
+        if input.node_address.is_none() {
+            input.node_address = address.map(|a| a.addr());
+        }
+        input.listen_address = self.cfg.listen_address;
+        input.nodes = merge_nodes(res, nodes);
+        input.blocks = self.ipam.confirmed_blocks().await;
+        for (ip, _, block) in self.ipam.local_allocations().await {
+            if input.blocks.contains(&block) {
+                input.pods.push(ip);
+            } else {
+                input.borrowed.push(ip);
+            }
+        }
+        input.passwords = self.read_passwords(res);
+        let desired = match build(&input) {
+            Ok(d) => d,
+            Err(e) => return self.fail(format!("build BGP config: {e}")).await,
+        };
+        for note in &desired.notes {
+            tracing::warn!(note = %note, "BGP peer left out");
+        }
+        let text = render(&desired);
+        {
+            let mut st = self.state.lock().await;
+            st.router_id = Some(desired.router_id);
+            st.local_as = desired.local_as;
+            if st.last_text.as_deref() == Some(text.as_str()) {
+                return;
+            }
+        }
+        match self.supervisor.apply(&text).await {
+            Ok(applied) => {
+                if applied != Applied::Unchanged {
+                    tracing::info!(?applied, peers = desired.peers.len(), "BIRD config applied");
+                }
+                let mut st = self.state.lock().await;
+                st.last_text = Some(text);
+                st.last_error = None;
+            }
+            Err(e) => self.fail(format!("apply BIRD config: {e}")).await,
+        }
+    }
+
+    async fn fail(&self, msg: String) {
+        let mut st = self.state.lock().await;
+        // Said once per distinct problem, not every resync.
+        if st.last_error.as_deref() != Some(msg.as_str()) {
+            tracing::warn!(error = %msg, "BGP sync failed; the running config stays");
+        }
+        st.last_error = Some(msg);
+    }
+
+    fn read_passwords(&self, res: &Resources) -> BTreeMap<PasswordSource, String> {
+        let mut out = BTreeMap::new();
+        for src in password_sources(res) {
+            let path = match &src {
+                PasswordSource::File(p) => PathBuf::from(p),
+                PasswordSource::SecretKeyRef { name, key, .. } => {
+                    self.cfg.store_path.join("secrets").join(name).join(key)
+                }
+                PasswordSource::Value(_) => continue,
+            };
+            match std::fs::read_to_string(&path) {
+                Ok(v) => {
+                    out.insert(src.clone(), v.strip_suffix('\n').unwrap_or(&v).to_string());
+                }
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "BGP password unreadable"),
+            }
+        }
+        out
+    }
+
+    /// Cross-node routes for VXLAN/IPIP pools, from the store's block affinities (as Felix).
+    async fn sync_encap(&self, res: &Resources, address: Option<Ipv4Net>, nodes: &[NodeRecord]) {
+        let encap_pools: Vec<_> = res
+            .pools
+            .values()
+            .filter(|p| !p.is_ipv6() && (p.vxlan_mode != EncapMode::Never || p.ipip_mode != EncapMode::Never))
+            .collect();
+        if encap_pools.is_empty() {
+            if self.state.lock().await.vtep_ip.is_some() {
+                let _ = self.dataplane.remove_tunnel(dataplane::encap::VXLAN_DEVICE).await;
+                self.state.lock().await.vtep_ip = None;
+            }
+            return;
+        }
+        let Some(local) = address else {
+            return tracing::warn!("encapsulated pools need this node's address; none found");
+        };
+        let vtep_ip = match self.ensure_vtep(res, local).await {
+            Ok(v) => v,
+            Err(e) => return tracing::warn!(error = %e, "VXLAN tunnel address"),
+        };
+        let by_name: BTreeMap<&str, &NodeRecord> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+        let mut remotes = Vec::new();
+        for block in self.ipam.all_blocks().await.unwrap_or_default() {
+            let Some(owner) = block.affinity.as_deref().filter(|o| *o != self.cfg.node) else {
+                continue;
+            };
+            let Some(pool) = encap_pools.iter().find(|p| p.cidr.contains(&block.cidr)) else {
+                continue;
+            };
+            let Some(rec) = by_name.get(owner) else { continue };
+            let Some(node_ip) = rec.ipv4() else { continue };
+            let (mode, kind) = if pool.vxlan_mode != EncapMode::Never {
+                (pool.vxlan_mode, EncapKind::Vxlan)
+            } else {
+                (pool.ipip_mode, EncapKind::Ipip)
+            };
+            remotes.push(RemoteBlock {
+                block: block.cidr,
+                node: owner.to_string(),
+                node_ip: node_ip.addr(),
+                vtep_mac: rec.vtep_mac_bytes(),
+                vtep_ip: rec.vtep_ip.as_deref().and_then(|v| v.parse().ok()),
+                mode: if mode == EncapMode::CrossSubnet {
+                    encap::EncapMode::CrossSubnet
+                } else {
+                    encap::EncapMode::Always
+                },
+                kind,
+            });
+        }
+        let plan = encap::plan(local, &remotes);
+        for s in &plan.skipped {
+            tracing::debug!(block = %s.block, node = %s.node, reason = %s.reason, "encap: block skipped");
+        }
+        if let Some(vtep) = vtep_ip {
+            let dev =
+                dataplane::vxlan::VxlanDevice::new(&self.cfg.node, local.addr(), vtep, self.cfg.mtu.saturating_sub(50));
+            if let Err(e) = self.dataplane.ensure_vxlan(&dev).await {
+                return tracing::warn!(error = %e, "ensure the VXLAN device");
+            }
+        }
+        if let Err(e) = self.dataplane.sync_encap(&plan).await {
+            tracing::warn!(error = %e, "sync encapsulation routes");
+        }
+    }
+
+    /// The VTEP address: an IPAM allocation in a VXLAN pool under a fixed handle.
+    async fn ensure_vtep(&self, res: &Resources, _local: Ipv4Net) -> Result<Option<Ipv4Addr>, String> {
+        let Some(pool) = res
+            .pools
+            .values()
+            .find(|p| !p.is_ipv6() && !p.disabled && p.vxlan_mode != EncapMode::Never)
+        else {
+            return Ok(None);
+        };
+        let alloc = crate::ipam::Allocation {
+            container_id: "vxlan-tunnel-addr".into(),
+            ifname: dataplane::encap::VXLAN_DEVICE.into(),
+            node: self.cfg.node.clone(),
+            network: "vxlan".into(),
+            ..Default::default()
+        };
+        let choice = crate::ipam::PoolChoice {
+            name: pool.name.clone(),
+            cidr: pool.cidr,
+            block_size: pool.block_size,
+        };
+        let policy = crate::ipam::Policy {
+            strict_affinity: res.ipam_config.strict_affinity,
+            max_blocks_per_host: res.ipam_config.max_blocks_per_host,
+            auto_allocate_blocks: res.ipam_config.auto_allocate_blocks,
+        };
+        let assigned = self
+            .ipam
+            .assign(alloc, &[choice], policy)
+            .await
+            .map_err(|e| e.to_string())?;
+        let IpAddr::V4(v4) = assigned.ip else {
+            return Ok(None);
+        };
+        self.state.lock().await.vtep_ip = Some(v4);
+        Ok(Some(v4))
+    }
+
+    async fn sync_nat(&self, res: &Resources) {
+        let pools: Vec<crate::nat::NatPool> = res
+            .pools
+            .values()
+            .map(|p| crate::nat::NatPool {
+                cidr: p.cidr,
+                nat_outgoing: p.nat_outgoing && !p.disabled,
+            })
+            .collect();
+        if self.state.lock().await.nat_input.as_ref() == Some(&pools) {
+            return;
+        }
+        let input = pools.clone();
+        match tokio::task::spawn_blocking(move || crate::nat::apply(&input)).await {
+            Ok(Ok(_)) => self.state.lock().await.nat_input = Some(pools),
+            Ok(Err(e)) => tracing::warn!(error = %e, "natOutgoing table"),
+            Err(e) => tracing::warn!(error = %e, "natOutgoing task"),
+        }
+    }
+
+    async fn refresh_metrics(&self) {
+        if !self.cfg.bgp_enabled {
+            return;
+        }
+        let stats = self.supervisor.metrics();
+        self.metrics.bird_restarts.set(stats.restarts as i64);
+        self.metrics.bird_applies.set(stats.applies_ok as i64);
+        self.metrics.bird_apply_failures.set(stats.applies_failed as i64);
+        if let Ok(peers) = self.peers().await {
+            self.metrics.record_peers(&peers);
+        }
+    }
+
+    async fn peers(&self) -> Result<Vec<super::status::PeerRow>, String> {
+        let mut ctl = self.supervisor.ctl().await.map_err(|e| e.to_string())?;
+        let protocols = ctl.show_protocols_all().await.map_err(|e| e.to_string())?;
+        Ok(super::status::peer_rows(&protocols))
+    }
+
+    /// Stop BIRD so that peers keep our routes while lanesd is away (graceful
+    /// restart); kernel routes stay (`persist`).
+    pub async fn shutdown(&self) {
+        if self.cfg.bgp_enabled {
+            self.supervisor
+                .stop_with(super::supervisor::StopMode::GracefulRestart)
+                .await;
+        }
+    }
+}
+
+/// Node documents (labels, spec.bgp) with addresses from the registry where
+/// the document gives none (lanesd autodetects and registers its own).
+pub fn merge_nodes(res: &Resources, registered: &[NodeRecord]) -> Vec<NodeInfo> {
+    let mut out: BTreeMap<String, NodeInfo> = res
+        .nodes
+        .values()
+        .map(|n| (n.name.clone(), NodeInfo::from_resource(n)))
+        .collect();
+    for r in registered {
+        let entry = out.entry(r.name.clone()).or_insert_with(|| NodeInfo {
+            name: r.name.clone(),
+            labels: Default::default(),
+            address: None,
+            address6: None,
+            as_number: None,
+            rr_cluster_id: None,
+        });
+        if entry.address.is_none() {
+            entry.address = r.ipv4().map(|a| a.addr());
+        }
+        if entry.as_number.is_none() {
+            entry.as_number = r.as_number;
+        }
+    }
+    out.into_values().collect()
+}
+
+#[tonic::async_trait]
+impl crate::api::node::BgpView for BgpDriver {
+    async fn status(&self) -> pb::BgpStatus {
+        let stats = self.supervisor.metrics();
+        let (router_id, local_as, last_error) = {
+            let st = self.state.lock().await;
+            (st.router_id, st.local_as, st.last_error.clone())
+        };
+        let peers = self.peers().await;
+        let bird_state = match (&peers, stats.pid) {
+            (Ok(_), _) => "running",
+            (Err(_), Some(_)) => "starting",
+            (Err(_), None) => "stopped",
+        };
+        pb::BgpStatus {
+            enabled: self.cfg.bgp_enabled,
+            bird_state: bird_state.into(),
+            router_id: router_id.map(|r| r.to_string()).unwrap_or_default(),
+            local_as,
+            peers: peers
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| pb::BgpPeer {
+                    name: String::new(),
+                    address: p.peer_address,
+                    r#type: p.peer_type,
+                    state: p.state,
+                    since: p.since,
+                    info: p.info,
+                    remote_as: 0,
+                    routes_imported: p.routes_imported as u32,
+                    routes_exported: p.routes_exported as u32,
+                })
+                .collect(),
+            bird_restarts: stats.restarts as u32,
+            config_applies: stats.applies_ok as u32,
+            config_failures: stats.applies_failed as u32,
+            last_error: last_error.or(stats.last_error).unwrap_or_default(),
+        }
+    }
+
+    async fn routes(&self) -> Vec<pb::RouteEntry> {
+        let mut out = Vec::new();
+        if self.cfg.bgp_enabled {
+            if let Ok(mut ctl) = self.supervisor.ctl().await {
+                if let Ok(routes) = ctl.show_route(&Default::default()).await {
+                    out.extend(routes.into_iter().filter(|r| r.primary).map(|r| {
+                        pb::RouteEntry {
+                            prefix: r.prefix,
+                            next_hops: r.next_hops.iter().filter_map(|h| h.gateway.clone()).collect(),
+                            device: r
+                                .next_hops
+                                .iter()
+                                .filter_map(|h| h.interface.clone())
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            protocol: r.protocol,
+                            kind: r.kind,
+                            source: "bird".into(),
+                        }
+                    }));
+                }
+            }
+        }
+        if let Ok(kernel) = self.dataplane.our_routes().await {
+            out.extend(kernel.into_iter().map(|(r, dev)| pb::RouteEntry {
+                prefix: r.dst.to_string(),
+                next_hops: r.gateway.map(|g| g.to_string()).into_iter().collect(),
+                protocol: "lanes".into(),
+                kind: format!("{:?}", r.kind).to_lowercase(),
+                source: "kernel".into(),
+                device: dev.unwrap_or_default(),
+            }));
+        }
+        out
+    }
+}
