@@ -39,10 +39,19 @@ pub struct PodLinks {
 }
 
 impl PodSpec {
-    /// Everything that can be rejected without touching the kernel.
-    pub fn validate(&self) -> Result<()> {
+    /// What the veth alone needs: names and MTU.
+    pub fn validate_link(&self) -> Result<()> {
         validate_ifname("host interface name", &self.host_ifname)?;
         validate_ifname("container interface name", &self.container_ifname)?;
+        if !(68..=65535).contains(&self.mtu) {
+            return Err(Error::Invalid(format!("mtu {}: must be 68-65535", self.mtu)));
+        }
+        Ok(())
+    }
+
+    /// Everything that can be rejected without touching the kernel.
+    pub fn validate(&self) -> Result<()> {
+        self.validate_link()?;
         if self.addresses.is_empty() {
             return Err(Error::Invalid("pod spec: no addresses".into()));
         }
@@ -112,15 +121,41 @@ impl Dataplane {
     pub async fn setup_pod(&self, spec: &PodSpec) -> Result<PodLinks> {
         spec.validate()?;
         let (host, rt, spec) = (self.host.clone(), self.rt.clone(), spec.clone());
-        match self.rt.spawn(setup(host, rt, spec)).await {
-            Ok(result) => result,
-            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-            // Only a runtime shutdown cancels the task; a restarted daemon's DEL cleans up.
-            Err(join) => Err(Error::Netlink {
-                op: "setup pod".into(),
-                source: std::io::Error::other(join.to_string()),
-            }),
-        }
+        join_setup(self.rt.spawn(setup(host, rt, spec))).await
+    }
+
+    /// The first half of [`Dataplane::setup_pod`]: only the veth pair (`ip link add … type veth
+    /// peer … netns …`), no addresses, so it can run while IPAM persists the address.
+    /// Follow with [`Dataplane::configure_pod`], or [`Dataplane::remove_pod_link`] to undo.
+    pub async fn create_pod_link(&self, spec: &PodSpec) -> Result<()> {
+        spec.validate_link()?;
+        let (host, rt, spec) = (self.host.clone(), self.rt.clone(), spec.clone());
+        join_setup(self.rt.spawn(async move { create(&host, &rt, &spec).await.map(drop) })).await
+    }
+
+    /// The second half: addresses, routes, sysctls and the gateway neighbour on a veth made by
+    /// [`Dataplane::create_pod_link`]. On failure the veth is deleted.
+    pub async fn configure_pod(&self, spec: &PodSpec) -> Result<PodLinks> {
+        spec.validate()?;
+        let (host, rt, spec) = (self.host.clone(), self.rt.clone(), spec.clone());
+        join_setup(self.rt.spawn(async move {
+            let ns = netns::open(&spec.netns)?;
+            let pod = netns::netlink_in_file(&ns, &spec.netns, &rt)?;
+            drop(ns);
+            match configure(&host, &pod, &spec).await {
+                Ok(links) => Ok(links),
+                Err(err) => {
+                    rollback(&host, &spec.host_ifname).await;
+                    Err(err)
+                }
+            }
+        }))
+        .await
+    }
+
+    /// Undo [`Dataplane::create_pod_link`] (`ip link del <host>`); absent is success.
+    pub async fn remove_pod_link(&self, host_ifname: &str) {
+        rollback(&self.host, host_ifname).await;
     }
 
     /// `ip route replace blackhole <block> proto 76`.
@@ -191,9 +226,34 @@ impl Dataplane {
 
 /// The body of `setup_pod`, owning its inputs so it can run as its own task.
 async fn setup(host: Netlink, rt: tokio::runtime::Handle, spec: PodSpec) -> Result<PodLinks> {
+    let pod = create(&host, &rt, &spec).await?;
+    match configure(&host, &pod, &spec).await {
+        Ok(links) => Ok(links),
+        Err(err) => {
+            rollback(&host, &spec.host_ifname).await;
+            Err(err)
+        }
+    }
+}
+
+/// Waits for a spawned setup task; the task runs to completion even if the caller goes away.
+async fn join_setup<T>(task: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
+    match task.await {
+        Ok(result) => result,
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        // Only a runtime shutdown cancels the task; a restarted daemon's DEL cleans up.
+        Err(join) => Err(Error::Netlink {
+            op: "setup pod".into(),
+            source: std::io::Error::other(join.to_string()),
+        }),
+    }
+}
+
+/// Creates the veth pair; returns a handle bound to the pod netns.
+async fn create(host: &Netlink, rt: &tokio::runtime::Handle, spec: &PodSpec) -> Result<Netlink> {
     let ns = netns::open(&spec.netns)?;
     // Opened before the veth exists so that a failure here needs no rollback.
-    let pod = netns::netlink_in_file(&ns, &spec.netns, &rt)?;
+    let pod = netns::netlink_in_file(&ns, &spec.netns, rt)?;
     let what = format!(
         "create veth {}/{} in {}",
         spec.host_ifname,
@@ -202,16 +262,9 @@ async fn setup(host: Netlink, rt: tokio::runtime::Handle, spec: PodSpec) -> Resu
     );
     let msg = veth_msg(&spec.host_ifname, &spec.container_ifname, spec.mtu, ns.as_raw_fd());
     if let Err(err) = host.link_add(msg, &what).await {
-        return Err(explain_create_failure(err, &spec, &host, &pod).await);
+        return Err(explain_create_failure(err, spec, host, &pod).await);
     }
-    drop(ns);
-    match configure(&host, &pod, &spec).await {
-        Ok(links) => Ok(links),
-        Err(err) => {
-            rollback(&host, &spec.host_ifname).await;
-            Err(err)
-        }
-    }
+    Ok(pod)
 }
 
 /// Step 2 (node side) and step 3 (pod side), concurrently: they touch different netns and

@@ -40,30 +40,41 @@ pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8>,
         created_unix: now_unix_ms() / 1000,
     };
     let record = alloc.clone();
-    let assigned = w.ipam.assign(alloc, &pools, policy).await.map_err(ipam_error)?;
-    let address = host_net(assigned.ip);
     let host_ifname = dataplane::host_ifname(&container_id, &ifname);
     let mtu = conf.mtu.unwrap_or(w.default_mtu);
-    if assigned.existing {
-        // A repeated ADD (runtime retry, or a crash mid-ADD): rebuild from scratch.
-        if let Err(e) = w.dataplane.teardown_pod(&host_ifname, &[address]).await {
-            tracing::warn!(error = %e, "removing the previous veth before re-ADD failed");
-        }
-    }
-    let spec = PodSpec {
+    let mut spec = PodSpec {
         netns: PathBuf::from(&netns),
         container_ifname: ifname.clone(),
         host_ifname: host_ifname.clone(),
-        addresses: vec![address],
+        addresses: Vec::new(),
         mtu,
     };
-    let links = match w.dataplane.setup_pod(&spec).await {
+    // The veth needs no address, so it is made while IPAM persists one
+    // (the durable write and the link creation are the two slow steps).
+    let (created, assigned) = tokio::join!(create_link(w, &spec), w.ipam.assign(alloc, &pools, policy));
+    let assigned = match (created, assigned) {
+        (Ok(()), Ok(a)) => a,
+        (created, assigned) => {
+            if created.is_ok() {
+                w.dataplane.remove_pod_link(&host_ifname).await;
+            }
+            if assigned.is_ok() {
+                release(w, env).await;
+            }
+            return Err(match (created, assigned) {
+                (Err(e), _) => dataplane_error(&e, &netns, &ifname),
+                (_, Err(e)) => ipam_error(e),
+                _ => unreachable!("both succeeded"),
+            });
+        }
+    };
+    let address = host_net(assigned.ip);
+    spec.addresses = vec![address];
+    let links = match w.dataplane.configure_pod(&spec).await {
         Ok(links) => links,
         Err(e) => {
-            // setup_pod already removed what it made; give the address back.
-            if let Err(re) = w.ipam.release(&handle_of(env)).await {
-                tracing::error!(error = %re, ip = %assigned.ip, "rollback: releasing the address failed");
-            }
+            // configure_pod already removed the veth; give the address back.
+            release(w, env).await;
             return Err(dataplane_error(&e, &netns, &ifname));
         }
     };
@@ -99,6 +110,28 @@ pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8>,
         Some(attachment),
     );
     Ok(result.to_bytes(version_of(conf)))
+}
+
+/// The veth for a new attachment. A veth left under the same name (a repeated
+/// ADD, or a crash mid-ADD) is replaced: the runtime owns this name.
+async fn create_link(w: &Workloads, spec: &PodSpec) -> Result<(), dataplane::Error> {
+    match w.dataplane.create_pod_link(spec).await {
+        Err(e) if e.errno() == Some(libc_eexist()) => {
+            w.dataplane.teardown_pod(&spec.host_ifname, &[]).await?;
+            w.dataplane.create_pod_link(spec).await
+        }
+        other => other,
+    }
+}
+
+fn libc_eexist() -> i32 {
+    nix::errno::Errno::EEXIST as i32
+}
+
+async fn release(w: &Workloads, env: &CniEnv) {
+    if let Err(e) = w.ipam.release(&handle_of(env)).await {
+        tracing::error!(error = %e, "rollback: releasing the address failed");
+    }
 }
 
 /// The pools this request may use: usable on this node, IPv4 (the pod

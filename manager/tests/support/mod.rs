@@ -536,3 +536,100 @@ impl Node {
             .unwrap_or(0)
     }
 }
+
+impl Node {
+    /// The PID in `<run_dir>/bird.pid`, if that process is alive and is this node's BIRD
+    /// (its command line names this node's control socket).
+    pub fn bird_pid(&self) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.run_dir.join("bird.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        if stat.contains(") Z ") {
+            return None;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let ctl = self.run_dir.join("bird.ctl");
+        let ours = cmdline
+            .split(|b| *b == 0)
+            .any(|arg| arg == ctl.as_os_str().as_encoded_bytes());
+        ours.then_some(pid)
+    }
+
+    /// SIGKILL this node's BIRD (only the PID [`Node::bird_pid`] vouches for) and wait
+    /// (up to 5 s) until it is gone. Returns the PID killed.
+    pub fn kill9_bird(&self) -> Option<i32> {
+        let pid = self.bird_pid()?;
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && self.bird_pid() == Some(pid) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(pid)
+    }
+}
+
+/// Nodes whose lanesd *and* BIRD are killed on drop (`Node`'s own drop leaves BIRD running,
+/// as a lanesd crash would, and BIRD would outlive the test).
+pub struct Cluster(pub Vec<Node>);
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.0 {
+            n.kill9();
+            n.kill9_bird();
+        }
+    }
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = Vec<Node>;
+    fn deref(&self) -> &Vec<Node> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut Vec<Node> {
+        &mut self.0
+    }
+}
+
+/// A child process that is SIGKILLed and reaped on drop (unless taken first).
+pub struct ChildGuard(pub Option<Child>);
+
+impl ChildGuard {
+    pub fn new(child: Child) -> ChildGuard {
+        ChildGuard(Some(child))
+    }
+
+    pub fn id(&self) -> Option<u32> {
+        self.0.as_ref().map(Child::id)
+    }
+
+    /// Send `sig`, then wait for the output (stdout/stderr must have been piped to be read).
+    pub fn signal_and_wait(&mut self, sig: nix::sys::signal::Signal) -> Option<std::process::Output> {
+        let child = self.0.take()?;
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
+        child.wait_with_output().ok()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Write `text` to `path` atomically (a dotfile beside it, then rename), so that a watcher
+/// never reads half a file.
+pub fn write_atomic(path: &Path, text: &str) {
+    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().unwrap().to_string_lossy()));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
