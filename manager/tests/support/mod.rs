@@ -633,3 +633,162 @@ pub fn write_atomic(path: &Path, text: &str) {
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
+
+impl Node {
+    /// The PID of this node's BIRD (lanesd's child), from `<run_dir>/bird.pid`, when that
+    /// process is still a `bird` using this node's run dir.
+    pub fn bird_pid(&self) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.run_dir.join("bird.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let ours = cmdline.contains("bird") && cmdline.contains(&*self.run_dir.to_string_lossy());
+        ours.then_some(pid)
+    }
+
+    /// SIGKILL this node's BIRD. lanesd's BIRD outlives a SIGKILLed lanesd (it is reparented
+    /// to init), so tests that want no process left behind call this after [`Node::kill9`].
+    pub fn kill_bird(&self) {
+        if let Some(pid) = self.bird_pid() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// The BIRD config lanesd last applied.
+    pub fn bird_conf(&self) -> String {
+        std::fs::read_to_string(self.run_dir.join("bird.conf")).unwrap_or_default()
+    }
+}
+
+/// A standalone BIRD 2 (a ToR, an external route reflector) in a network namespace, run as
+/// `bird -f -c <conf> -s <ctl> -P <pid>` with its stderr in `<dir>/bird-<name>.log`; killed on
+/// drop (its log is printed when the test panics).
+pub struct Bird {
+    pub name: String,
+    pub conf: PathBuf,
+    pub ctl: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Bird {
+    /// Write `config` and start BIRD inside `netns`; waits until its control socket answers.
+    pub fn start(netns: &Netns, dir: &Path, name: &str, config: &str) -> Bird {
+        let conf = dir.join(format!("bird-{name}.conf"));
+        let ctl = dir.join(format!("bird-{name}.ctl"));
+        let pid = dir.join(format!("bird-{name}.pid"));
+        let log = dir.join(format!("bird-{name}.log"));
+        std::fs::write(&conf, config).unwrap();
+        let check = Command::new("bird").arg("-p").arg("-c").arg(&conf).output().unwrap();
+        assert!(
+            check.status.success(),
+            "bird -p rejected {}: {}\n{config}",
+            conf.display(),
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let stderr = std::fs::File::create(&log).unwrap();
+        // `ip netns exec` execs bird, so the child's PID is bird's.
+        let child = Command::new("ip")
+            .args(["netns", "exec", &netns.name, "bird", "-f", "-c"])
+            .arg(&conf)
+            .arg("-s")
+            .arg(&ctl)
+            .arg("-P")
+            .arg(&pid)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn bird");
+        let mut bird = Bird {
+            name: name.into(),
+            conf,
+            ctl,
+            log,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (ok, out) = bird.birdc(&["show", "status"]);
+            if ok && out.contains("Daemon is up and running") {
+                return bird;
+            }
+            if let Some(Ok(Some(st))) = bird.child.as_mut().map(|c| c.try_wait()) {
+                panic!("bird {name} exited ({st}): {}", bird.log_text());
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "bird {name} did not answer on {} in 10s: {}",
+                    bird.ctl.display(),
+                    bird.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `birdc -s <ctl> <args>`: (success, stdout).
+    pub fn birdc(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("birdc")
+            .arg("-s")
+            .arg(&self.ctl)
+            .args(args)
+            .output()
+            .expect("birdc");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `show route [args]` as (prefix, the text of its routes), prefixes in table order.
+    pub fn routes(&self, args: &[&str]) -> Vec<(ipnet::IpNet, String)> {
+        let mut cmd = vec!["show", "route"];
+        cmd.extend_from_slice(args);
+        let (_, out) = self.birdc(&cmd);
+        parse_bird_routes(&out)
+    }
+}
+
+/// Parse BIRD 2's `show route` output: one entry per prefix with all its lines (alternative
+/// routes and next hops included).
+pub fn parse_bird_routes(text: &str) -> Vec<(ipnet::IpNet, String)> {
+    let mut out: Vec<(ipnet::IpNet, String)> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("BIRD ") || line.starts_with("Table ") || line.trim().is_empty() {
+            continue;
+        }
+        let first = line.split_whitespace().next().unwrap_or_default();
+        let starts_entry = !line.starts_with(char::is_whitespace);
+        match first.parse::<ipnet::IpNet>() {
+            Ok(prefix) if starts_entry => out.push((prefix, format!("{line}\n"))),
+            _ => {
+                if let Some((_, text)) = out.last_mut() {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Drop for Bird {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- bird {} log ---\n{}", self.name, self.log_text());
+        }
+    }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# BGP benchmark (not a test): ADD -> route on a BIRD ToR vs BIRD alone,
+# render+check+apply at 1,000 peers / 5,000 blocks, RSS with 1,000 routes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "run as root"; exit 1; }
+scripts/install-deps.sh >/dev/null
+cargo build --release -q -p lanes-manager -p lanes-bench
+cargo build --profile release-shim -q -p lanes-cni
+work=$(mktemp -d /tmp/lanes-bgpbench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+target/release/bgp-latency "$PWD/target/release-shim/lanes-cni" "$PWD/target/release/lanesd" "$work"
