@@ -29,7 +29,7 @@ use crate::store::StateStore;
 use lanes_proto::v1 as pb;
 
 /// How long wake-ups are gathered before one sync.
-pub const DEBOUNCE: Duration = Duration::from_millis(50);
+pub const DEBOUNCE: Duration = Duration::from_millis(20);
 /// Resync even without a local trigger (remote nodes' changes).
 pub const RESYNC: Duration = Duration::from_secs(2);
 
@@ -434,13 +434,13 @@ impl crate::api::node::BgpView for BgpDriver {
                 .unwrap_or_default()
                 .into_iter()
                 .map(|p| pb::BgpPeer {
-                    name: String::new(),
+                    name: p.name,
                     address: p.peer_address,
                     r#type: p.peer_type,
                     state: p.state,
                     since: p.since,
                     info: p.info,
-                    remote_as: 0,
+                    remote_as: p.remote_as.unwrap_or(0),
                     routes_imported: p.routes_imported as u32,
                     routes_exported: p.routes_exported as u32,
                 })

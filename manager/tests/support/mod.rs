@@ -397,6 +397,8 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
+        // lanesd leaves BIRD running when it dies (graceful restart); a test ends it too.
+        self.kill_bird();
         // Pod veths live in this node's netns and go with it; blackholes too.
         if std::thread::panicking() {
             eprintln!("--- lanesd {} log ---\n{}", self.name, self.log());
@@ -537,61 +539,27 @@ impl Node {
     }
 }
 
-impl Node {
-    /// The PID in `<run_dir>/bird.pid`, if that process is alive and is this node's BIRD
-    /// (its command line names this node's control socket).
-    pub fn bird_pid(&self) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.run_dir.join("bird.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        if stat.contains(") Z ") {
-            return None;
-        }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let ctl = self.run_dir.join("bird.ctl");
-        let ours = cmdline
-            .split(|b| *b == 0)
-            .any(|arg| arg == ctl.as_os_str().as_encoded_bytes());
-        ours.then_some(pid)
-    }
+/// Nodes whose lanesd *and then* BIRD are killed on drop (`Node`'s own drop leaves BIRD
+/// running, as a lanesd crash would, and BIRD would outlive the test).
+pub struct NodeGroup(pub Vec<Node>);
 
-    /// SIGKILL this node's BIRD (only the PID [`Node::bird_pid`] vouches for) and wait
-    /// (up to 5 s) until it is gone. Returns the PID killed.
-    pub fn kill9_bird(&self) -> Option<i32> {
-        let pid = self.bird_pid()?;
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && self.bird_pid() == Some(pid) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(pid)
-    }
-}
-
-/// Nodes whose lanesd *and* BIRD are killed on drop (`Node`'s own drop leaves BIRD running,
-/// as a lanesd crash would, and BIRD would outlive the test).
-pub struct Cluster(pub Vec<Node>);
-
-impl Drop for Cluster {
+impl Drop for NodeGroup {
     fn drop(&mut self) {
         for n in &mut self.0 {
             n.kill9();
-            n.kill9_bird();
+            n.kill_bird();
         }
     }
 }
 
-impl std::ops::Deref for Cluster {
+impl std::ops::Deref for NodeGroup {
     type Target = Vec<Node>;
     fn deref(&self) -> &Vec<Node> {
         &self.0
     }
 }
 
-impl std::ops::DerefMut for Cluster {
+impl std::ops::DerefMut for NodeGroup {
     fn deref_mut(&mut self) -> &mut Vec<Node> {
         &mut self.0
     }
@@ -636,29 +604,36 @@ pub fn write_atomic(path: &Path, text: &str) {
 
 impl Node {
     /// The PID of this node's BIRD (lanesd's child), from `<run_dir>/bird.pid`, when that
-    /// process is still a `bird` using this node's run dir.
+    /// process is alive and is this node's BIRD (its command line names this node's run dir).
     pub fn bird_pid(&self) -> Option<i32> {
         let pid: i32 = std::fs::read_to_string(self.run_dir.join("bird.pid"))
             .ok()?
             .trim()
             .parse()
             .ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        if stat.contains(") Z ") {
+            return None;
+        }
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let ours = cmdline.contains("bird") && cmdline.contains(&*self.run_dir.to_string_lossy());
+        let ctl = self.run_dir.join("bird.ctl");
+        let ours = cmdline
+            .split(|b| *b == 0)
+            .any(|arg| arg == ctl.as_os_str().as_encoded_bytes());
         ours.then_some(pid)
     }
 
-    /// SIGKILL this node's BIRD. lanesd's BIRD outlives a SIGKILLed lanesd (it is reparented
-    /// to init), so tests that want no process left behind call this after [`Node::kill9`].
-    pub fn kill_bird(&self) {
-        if let Some(pid) = self.bird_pid() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+    /// SIGKILL this node's BIRD (only the PID [`Node::bird_pid`] vouches for) and wait up to
+    /// 5 s until it is gone. lanesd's BIRD outlives a SIGKILLed lanesd (it is reparented to
+    /// init), so call this after [`Node::kill9`] to leave nothing behind.
+    pub fn kill_bird(&self) -> Option<i32> {
+        let pid = self.bird_pid()?;
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && self.bird_pid() == Some(pid) {
+            std::thread::sleep(Duration::from_millis(20));
         }
+        Some(pid)
     }
 
     /// The BIRD config lanesd last applied.
