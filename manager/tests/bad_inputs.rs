@@ -363,3 +363,32 @@ fn pool_too_small_is_rejected_and_named() {
     assert_eq!((code, out["code"].as_u64()), (1, Some(100)), "{out}");
     assert!(out["details"].as_str().unwrap().contains("no enabled IP pool"), "{out}");
 }
+
+/// Pools are chosen by the node's labels (`nodeSelector`) and skip disabled
+/// ones; the socket is root-only.
+#[test]
+fn pool_selection_by_node_labels_and_disabled() {
+    if !prerequisites("pool_selection_by_node_labels_and_disabled", &["ip"]) {
+        return;
+    }
+    let docs = "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: rack1}\nspec: {cidr: 10.1.0.0/16, nodeSelector: \"rack == 'r1'\"}\n---\n\
+apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: off}\nspec: {cidr: 10.2.0.0/16, disabled: true}\n---\n\
+apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: rack2}\nspec: {cidr: 10.3.0.0/16, nodeSelector: \"rack == 'r2'\"}\n---\n\
+apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: node1, labels: {rack: r2}}\n";
+    let node = Node::new("node1", docs);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(node.socket()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode");
+    let pod = Netns::new("litp-");
+    let (code, out) = node.shim(&cni_env(&node, "ADD", "sel1", &pod.path()), &conf("1.0.0", ""));
+    assert_eq!(code, 0, "{out}");
+    assert!(result_ip(&out).starts_with("10.3."), "pool chosen by rack == 'r2': {out}");
+    // Asking for the disabled pool by name says so.
+    let pod2 = Netns::new("litp-");
+    let (code, out) = node.shim(
+        &cni_env(&node, "ADD", "sel2", &pod2.path()),
+        &conf("1.0.0", r#","ipPools":["off"]"#),
+    );
+    assert_eq!((code, out["code"].as_u64()), (1, Some(7)), "{out}");
+    assert!(out["details"].as_str().unwrap().contains("disabled"), "{out}");
+}

@@ -196,7 +196,14 @@ pub fn parse_nad(raw: &RawResource) -> Result<Network, NadError> {
 }
 
 /// Keys of a conflist (libcni's), besides `plugins`.
-const LIST_KEYS: &[&str] = &["cniVersion", "cniVersions", "name", "plugins", "disableCheck", "disableGC"];
+const LIST_KEYS: &[&str] = &[
+    "cniVersion",
+    "cniVersions",
+    "name",
+    "plugins",
+    "disableCheck",
+    "disableGC",
+];
 /// Keys of our plugin config that are read.
 const READ_KEYS: &[&str] = &[
     "cniVersion",
@@ -256,8 +263,8 @@ fn parse(raw: &RawResource, key: (String, String)) -> Result<Network, Problem> {
             "required (a config read from a file on the node is not supported)",
         )
     })?;
-    let config: Value = serde_json::from_str(text)
-        .map_err(|e| FieldError::new("spec.config", text, format!("invalid JSON: {e}")))?;
+    let config: Value =
+        serde_json::from_str(text).map_err(|e| FieldError::new("spec.config", text, format!("invalid JSON: {e}")))?;
     if !config.is_object() {
         return Err(FieldError::new("spec.config", show(&config), "expected a JSON object").into());
     }
@@ -267,7 +274,9 @@ fn parse(raw: &RawResource, key: (String, String)) -> Result<Network, Problem> {
         let (plugin, plugin_type) = find_plugin(&top)?;
         (plugin, plugin_type, Some(top))
     } else {
-        let t = top.str("type")?.ok_or_else(|| FieldError::new("spec.config.type", "", "required"))?;
+        let t = top
+            .str("type")?
+            .ok_or_else(|| FieldError::new("spec.config.type", "", "required"))?;
         let plugin_type = PluginType::from_type(t).ok_or_else(|| Problem::NotOurs(not_ours("spec.config.type", t)))?;
         (top, plugin_type, None)
     };
@@ -286,7 +295,12 @@ fn parse(raw: &RawResource, key: (String, String)) -> Result<Network, Problem> {
         .filter(|n| !n.is_empty())
         .ok_or_else(|| FieldError::new(head.path_of("name"), "", "required: the network's name"))?;
     if net_name == "default" {
-        return Err(FieldError::new(head.path_of("name"), net_name, "reserved for the cluster default network").into());
+        return Err(FieldError::new(
+            head.path_of("name"),
+            net_name,
+            "reserved for the cluster default network",
+        )
+        .into());
     }
     let topology = topology(&plugin, plugin_type)?;
     check_role_and_vlan(&plugin)?;
@@ -297,7 +311,11 @@ fn parse(raw: &RawResource, key: (String, String)) -> Result<Network, Problem> {
             .ok()
             .filter(|m| (MIN_MTU..=MAX_MTU).contains(m))
             .ok_or_else(|| {
-                FieldError::new(plugin.path_of("mtu"), m.to_string(), format!("must be {MIN_MTU}..={MAX_MTU}"))
+                FieldError::new(
+                    plugin.path_of("mtu"),
+                    m.to_string(),
+                    format!("must be {MIN_MTU}..={MAX_MTU}"),
+                )
             })?,
     };
     let subnets = subnets(&plugin)?;
@@ -354,7 +372,9 @@ fn topology(plugin: &Obj<'_>, plugin_type: PluginType) -> Result<Topology, Field
         Some("layer2") => Ok(Topology::Layer2),
         None if plugin_type == PluginType::Lanes => Ok(Topology::Layer2),
         None => Err(FieldError::new(path, "", "required: layer2")),
-        Some(t @ ("layer3" | "localnet")) => Err(FieldError::new(path, t, format!("topology {t} is not supported yet"))),
+        Some(t @ ("layer3" | "localnet")) => {
+            Err(FieldError::new(path, t, format!("topology {t} is not supported yet")))
+        }
         Some(t) => Err(FieldError::new(
             path,
             t,
@@ -373,13 +393,21 @@ fn check_role_and_vlan(plugin: &Obj<'_>) -> Result<(), FieldError> {
                 "not supported: the primary network is Lanes' routed eth0; only secondary networks are",
             ))
         }
-        Some(r) => return Err(FieldError::new(plugin.path_of("role"), r, "expected primary or secondary")),
+        Some(r) => {
+            return Err(FieldError::new(
+                plugin.path_of("role"),
+                r,
+                "expected primary or secondary",
+            ))
+        }
     }
     match plugin.int("vlanID")? {
         None | Some(0) => Ok(()),
-        Some(v) if !(1..=4094).contains(&v) => {
-            Err(FieldError::new(plugin.path_of("vlanID"), v.to_string(), "must be 1..=4094"))
-        }
+        Some(v) if !(1..=4094).contains(&v) => Err(FieldError::new(
+            plugin.path_of("vlanID"),
+            v.to_string(),
+            "must be 1..=4094",
+        )),
         Some(v) => Err(FieldError::new(
             plugin.path_of("vlanID"),
             v.to_string(),
@@ -445,10 +473,18 @@ fn subnets(plugin: &Obj<'_>) -> Result<Vec<IpNet>, FieldError> {
     for (i, (path, net)) in list.iter().enumerate() {
         let max = if net.addr().is_ipv4() { 30 } else { 126 };
         if net.prefix_len() > max {
-            return Err(FieldError::new(path, net.to_string(), format!("too small: at most /{max}")));
+            return Err(FieldError::new(
+                path,
+                net.to_string(),
+                format!("too small: at most /{max}"),
+            ));
         }
         if let Some((other_path, other)) = list[..i].iter().find(|(_, o)| o.contains(net) || net.contains(o)) {
-            return Err(FieldError::new(path, net.to_string(), format!("overlaps {other_path} ({other})")));
+            return Err(FieldError::new(
+                path,
+                net.to_string(),
+                format!("overlaps {other_path} ({other})"),
+            ));
         }
     }
     Ok(list.into_iter().map(|(_, n)| n).collect())
@@ -490,7 +526,11 @@ fn gateway(plugin: &Obj<'_>, subnets: &[IpNet]) -> Result<Option<IpAddr>, FieldE
         Some(Value::Bool(true)) => {
             return match subnets.first() {
                 Some(net) => Ok(Some(first_host(net))),
-                None => Err(FieldError::new(path, "true", "needs subnets to take the first address from")),
+                None => Err(FieldError::new(
+                    path,
+                    "true",
+                    "needs subnets to take the first address from",
+                )),
             }
         }
         Some(Value::String(s)) => {

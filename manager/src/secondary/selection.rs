@@ -151,7 +151,11 @@ fn parse_short(text: &str, pod_namespace: &str) -> Result<Vec<Selection>, Select
                 Some((name, ifname)) => (name.trim(), Some(ifname.trim())),
                 None => (rest.trim(), None),
             };
-            for (what, part) in [("namespace", namespace), ("network name", Some(name)), ("interface", interface)] {
+            for (what, part) in [
+                ("namespace", namespace),
+                ("network name", Some(name)),
+                ("interface", interface),
+            ] {
                 match part {
                     None => {}
                     Some("") if item.is_empty() => return Err(fail("empty element (a stray comma?)")),
@@ -186,8 +190,7 @@ const JSON_KEYS: &[&str] = &[
 ];
 
 fn parse_json(text: &str, pod_namespace: &str) -> Result<Vec<Selection>, SelectionError> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| SelectionError::whole(format!("invalid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| SelectionError::whole(format!("invalid JSON: {e}")))?;
     let Value::Array(items) = value else {
         return Err(SelectionError::whole(
             "expected a JSON list of objects ([{\"name\": ...}])".into(),
@@ -299,7 +302,9 @@ fn strings<'a>(o: &Obj<'a>, key: &str) -> Result<Vec<(String, &'a str)>, FieldEr
 /// `.`/`..`, and neither `eth0` (the primary's) nor `lo`.
 pub fn check_ifname(name: &str) -> Result<(), String> {
     if name == PRIMARY_IFNAME || name == "lo" {
-        return Err(format!("{name} is taken: {PRIMARY_IFNAME} is the primary network's, lo the loopback"));
+        return Err(format!(
+            "{name} is taken: {PRIMARY_IFNAME} is the primary network's, lo the loopback"
+        ));
     }
     let bad = |c: char| c == '/' || c == ':' || c.is_whitespace() || c == '\0';
     if name.is_empty() || name.len() > MAX_IFNAME_LEN || name == "." || name == ".." || name.contains(bad) {
@@ -428,7 +433,11 @@ pub fn resolve(
             let addr = ip.addr();
             let problem = match network.subnet_for(addr) {
                 _ if network.subnets.is_empty() => None,
-                None => Some(format!("outside the subnets of {} ({})", network.nad_name(), subnets.join(", "))),
+                None => Some(format!(
+                    "outside the subnets of {} ({})",
+                    network.nad_name(),
+                    subnets.join(", ")
+                )),
                 Some(net) if is_reserved_address(net, addr) => {
                     Some(format!("is the network or broadcast address of {net}"))
                 }

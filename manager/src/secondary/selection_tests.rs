@@ -5,7 +5,8 @@ use crate::secondary::nad::{PluginType, Topology};
 use serde_json::json;
 
 /// The seed's busybox3 annotation.
-const BUSYBOX3: &str = r#"[{"name":"yusur-ovn","namespace":"default","interface":"eth1","default-route":["10.144.0.1"]}]"#;
+const BUSYBOX3: &str =
+    r#"[{"name":"yusur-ovn","namespace":"default","interface":"eth1","default-route":["10.144.0.1"]}]"#;
 
 fn err(annotation: &str) -> SelectionError {
     parse_selection(annotation, "shop").unwrap_err()
@@ -67,7 +68,10 @@ fn short_form_errors() {
         ("a@net_1", "interface = net_1: must be a DNS-1123 label"),
         ("a@eth0", "eth0 is taken"),
         ("a@averyverylongname1", "1..=15 bytes"),
-        ("a@eth1, b@eth1", "networks[1] (shop/b@eth1): interface = eth1: already requested by networks[0] (shop/a@eth1)"),
+        (
+            "a@eth1, b@eth1",
+            "networks[1] (shop/b@eth1): interface = eth1: already requested by networks[0] (shop/a@eth1)",
+        ),
     ] {
         let e = err(text).to_string();
         assert!(e.contains(fragment), "{text}: {e}");
@@ -91,7 +95,10 @@ fn json_form_reads_every_field() {
     assert_eq!(s.port_mappings, Some(json!([{"hostPort": 80}])));
     assert_eq!(s.bandwidth, Some(json!({"ingressRate": 1})));
     assert_eq!(s.ignored_fields, ["ipam-claim-reference", "zzz"]);
-    assert_eq!((sel[1].label().as_str(), sel[1].interface.is_none()), ("team/slow", true));
+    assert_eq!(
+        (sel[1].label().as_str(), sel[1].interface.is_none()),
+        ("team/slow", true)
+    );
     assert_eq!(assign_interfaces(&sel), ["lane1", "net2"]);
 }
 
@@ -103,20 +110,59 @@ fn json_form_errors_name_element_and_field() {
         (json!([{"namespace": "x"}]), "networks[0]: name: required"),
         (json!([{"name": ""}]), "networks[0]: name: required"),
         (json!([{"name": "A_b"}]), "name = A_b: must be a DNS-1123 subdomain"),
-        (json!([{"name": "a", "namespace": "a.b"}]), "networks[0] (a.b/a): namespace = a.b"),
-        (json!([{"name": "a", "interface": "eth0"}]), "(shop/a@eth0): interface = eth0: eth0 is taken"),
-        (json!([{"name": "a", "interface": "e:1"}]), "interface = e:1: not a valid interface name"),
-        (json!([{"name": "a", "interface": 1}]), "interface = 1: expected a string"),
-        (json!([{"name": "a", "ips": ["10.0.0.1"]}]), "ips[0] = 10.0.0.1: expected a CIDR"),
-        (json!([{"name": "a", "ips": "10.0.0.1/24"}]), "ips = 10.0.0.1/24: expected a list"),
-        (json!([{"name": "a", "mac": "01:00:5e:00:00:01"}]), "mac = 01:00:5e:00:00:01: a multicast"),
-        (json!([{"name": "a", "mac": "0a:58:0a:09:00"}]), "expected a MAC address"),
-        (json!([{"name": "a", "mac": "0a:58:0a:09:00:+5"}]), "expected a MAC address"),
+        (
+            json!([{"name": "a", "namespace": "a.b"}]),
+            "networks[0] (a.b/a): namespace = a.b",
+        ),
+        (
+            json!([{"name": "a", "interface": "eth0"}]),
+            "(shop/a@eth0): interface = eth0: eth0 is taken",
+        ),
+        (
+            json!([{"name": "a", "interface": "e:1"}]),
+            "interface = e:1: not a valid interface name",
+        ),
+        (
+            json!([{"name": "a", "interface": 1}]),
+            "interface = 1: expected a string",
+        ),
+        (
+            json!([{"name": "a", "ips": ["10.0.0.1"]}]),
+            "ips[0] = 10.0.0.1: expected a CIDR",
+        ),
+        (
+            json!([{"name": "a", "ips": "10.0.0.1/24"}]),
+            "ips = 10.0.0.1/24: expected a list",
+        ),
+        (
+            json!([{"name": "a", "mac": "01:00:5e:00:00:01"}]),
+            "mac = 01:00:5e:00:00:01: a multicast",
+        ),
+        (
+            json!([{"name": "a", "mac": "0a:58:0a:09:00"}]),
+            "expected a MAC address",
+        ),
+        (
+            json!([{"name": "a", "mac": "0a:58:0a:09:00:+5"}]),
+            "expected a MAC address",
+        ),
         (json!([{"name": "a", "mac": "00:00:00:00:00:00"}]), "all-zero"),
-        (json!([{"name": "a", "default-route": ["gw"]}]), "default-route[0] = gw: expected an IP address"),
-        (json!([{"name": "a", "cni-args": []}]), "cni-args = []: expected an object"),
-        (json!([{"name": "a", "portMappings": {}}]), "portMappings = {}: expected a list"),
-        (json!([{"name": "a", "bandwidth": 5}]), "bandwidth = 5: expected an object"),
+        (
+            json!([{"name": "a", "default-route": ["gw"]}]),
+            "default-route[0] = gw: expected an IP address",
+        ),
+        (
+            json!([{"name": "a", "cni-args": []}]),
+            "cni-args = []: expected an object",
+        ),
+        (
+            json!([{"name": "a", "portMappings": {}}]),
+            "portMappings = {}: expected a list",
+        ),
+        (
+            json!([{"name": "a", "bandwidth": 5}]),
+            "bandwidth = 5: expected an object",
+        ),
         (
             json!([{"name": "a", "default-route": ["10.0.0.1"]}, {"name": "b", "default-route": ["fd00::1", "10.1.0.1"]}]),
             "networks[1] (shop/b): default-route[1] = 10.1.0.1: only one IPv4 default route per pod; \
@@ -157,25 +203,57 @@ fn resolve_checks_against_the_network() {
     net.gateway = Some("10.9.0.1".parse().unwrap());
     let all = nads(vec![net, network("shop", "bare", &[])]);
     let ok = |v: Value| resolve(&parse_selection(&v.to_string(), "shop").unwrap(), &all);
-    let r = ok(json!([{"name": "fast", "ips": ["10.9.0.5/24", "fd00:9::5/64"], "default-route": ["10.9.0.1"]},
-                      {"name": "bare", "ips": ["192.168.7.2/24"], "default-route": ["fd00:1::1"]}]));
+    let r = ok(
+        json!([{"name": "fast", "ips": ["10.9.0.5/24", "fd00:9::5/64"], "default-route": ["10.9.0.1"]},
+                      {"name": "bare", "ips": ["192.168.7.2/24"], "default-route": ["fd00:1::1"]}]),
+    );
     let e = r.unwrap_err().to_string();
-    assert!(e.contains("networks[1] (shop/bare@net2): default-route[0] = fd00:1::1: gateway not on the network (192.168.7.0/24)"), "{e}");
+    assert!(
+        e.contains(
+            "networks[1] (shop/bare@net2): default-route[0] = fd00:1::1: gateway not on the network (192.168.7.0/24)"
+        ),
+        "{e}"
+    );
     let r = ok(json!([{"name": "bare", "ips": ["192.168.7.2/24"], "default-route": ["192.168.7.1"]}, "fast"]));
     assert!(r.is_err(), "a string element is not an object");
-    let r = ok(json!([{"name": "bare", "ips": ["192.168.7.2/24"], "default-route": ["192.168.7.1"]}, {"name": "fast"}]))
-        .unwrap();
-    assert_eq!((r[0].interface.as_str(), r[1].interface.as_str(), r[1].index), ("net1", "net2", 1));
+    let r =
+        ok(json!([{"name": "bare", "ips": ["192.168.7.2/24"], "default-route": ["192.168.7.1"]}, {"name": "fast"}]))
+            .unwrap();
+    assert_eq!(
+        (r[0].interface.as_str(), r[1].interface.as_str(), r[1].index),
+        ("net1", "net2", 1)
+    );
 
     for (value, fragment) in [
-        (json!([{"name": "foo"}]), "networks[0] (shop/foo@net1): NetworkAttachmentDefinition shop/foo not found"),
-        (json!([{"name": "fast", "namespace": "team"}]), "NetworkAttachmentDefinition team/fast not found"),
-        (json!([{"name": "fast", "ips": ["10.8.0.5/24"]}]), "ips[0] = 10.8.0.5/24: outside the subnets of shop/fast (10.9.0.0/24, fd00:9::/64)"),
-        (json!([{"name": "fast", "ips": ["10.9.0.255/24"]}]), "broadcast address of 10.9.0.0/24"),
+        (
+            json!([{"name": "foo"}]),
+            "networks[0] (shop/foo@net1): NetworkAttachmentDefinition shop/foo not found",
+        ),
+        (
+            json!([{"name": "fast", "namespace": "team"}]),
+            "NetworkAttachmentDefinition team/fast not found",
+        ),
+        (
+            json!([{"name": "fast", "ips": ["10.8.0.5/24"]}]),
+            "ips[0] = 10.8.0.5/24: outside the subnets of shop/fast (10.9.0.0/24, fd00:9::/64)",
+        ),
+        (
+            json!([{"name": "fast", "ips": ["10.9.0.255/24"]}]),
+            "broadcast address of 10.9.0.0/24",
+        ),
         (json!([{"name": "fast", "ips": ["10.9.0.241/24"]}]), "excludeSubnets"),
-        (json!([{"name": "fast", "ips": ["10.9.0.1/24"]}]), "is the network's gateway"),
-        (json!([{"name": "fast", "default-route": ["10.8.0.1"]}]), "default-route[0] = 10.8.0.1: gateway not on the network"),
-        (json!([{"name": "fast"}, {"name": "fast", "interface": "eth3"}]), "networks[1] (shop/fast@eth3): selects the same NetworkAttachmentDefinition as networks[0]"),
+        (
+            json!([{"name": "fast", "ips": ["10.9.0.1/24"]}]),
+            "is the network's gateway",
+        ),
+        (
+            json!([{"name": "fast", "default-route": ["10.8.0.1"]}]),
+            "default-route[0] = 10.8.0.1: gateway not on the network",
+        ),
+        (
+            json!([{"name": "fast"}, {"name": "fast", "interface": "eth3"}]),
+            "networks[1] (shop/fast@eth3): selects the same NetworkAttachmentDefinition as networks[0]",
+        ),
     ] {
         let e = ok(value.clone()).unwrap_err().to_string();
         assert!(e.contains(fragment), "{value}: {e}");

@@ -320,7 +320,10 @@ mod tests {
 
     #[test]
     fn output_is_valid_json_with_go_escaping() {
-        assert_eq!(quote("a<b>&\"\\\n\u{1}\u{2028}é"), r#""a\u003cb\u003e\u0026\"\\\n\u0001\u2028é""#);
+        assert_eq!(
+            quote("a<b>&\"\\\n\u{1}\u{2028}é"),
+            r#""a\u003cb\u003e\u0026\"\\\n\u0001\u2028é""#
+        );
         let entries = vec![NetworkStatus {
             name: "x<y".into(),
             ..Default::default()
@@ -337,6 +340,9 @@ mod tests {
                         "device-info":{"type":"pci","version":"1.1.0"}}]"#;
         let parsed = parse_network_status(text).unwrap();
         assert_eq!((parsed[0].name.as_str(), parsed[0].default), ("k8s-pod-network", true));
-        assert!(parse_network_status("[{\"interface\":\"eth0\"}]").is_err(), "name is required");
+        assert!(
+            parse_network_status("[{\"interface\":\"eth0\"}]").is_err(),
+            "name is required"
+        );
     }
 }

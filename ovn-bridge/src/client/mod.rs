@@ -247,7 +247,7 @@ impl Client {
         let (tx, rx) = mpsc::unbounded_channel();
         // Built before the call so that a timeout (which drops it) cancels the monitor.
         let handle = Monitor { id: id.clone(), db: db.to_string(), rx, cmd_tx: self.inner.cmd_tx.clone() };
-        let params = json!([db, id, requests]);
+        let params = json!([db, id.clone(), requests.clone()]);
         let reg = MonitorReg { id, db: db.to_string(), requests, tx };
         self.call(db, "monitor", params, Some(reg), self.inner.opts.call_timeout).await?;
         Ok(handle)
