@@ -15,7 +15,10 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+mod common;
+use common::{pct, rss_mb, Proc};
 use std::time::{Duration, Instant};
 
 use lanes_manager::bgp::birdctl::BirdCtl;
@@ -321,22 +324,6 @@ impl Netns {
     }
 }
 
-struct Proc(Child);
-
-impl Proc {
-    fn stop(&mut self) {
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn sh(args: &[&str]) {
     let ok = Command::new(args[0]).args(&args[1..]).status().map(|s| s.success());
     assert!(matches!(ok, Ok(true)), "{args:?}");
@@ -391,12 +378,6 @@ where
     }
 }
 
-fn pct(v: &[f64], q: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64 - 1.0) * q).round() as usize]
-}
-
 fn report(what: &str, v: &[f64]) {
     println!(
         "{what}: p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms (n={})",
@@ -405,15 +386,4 @@ fn report(what: &str, v: &[f64]) {
         pct(v, 1.0),
         v.len()
     );
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
 }

@@ -13,7 +13,10 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+mod common;
+use common::{pct, rss_mb, Proc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -47,7 +50,7 @@ fn main() {
     )
     .unwrap();
     let sock = work.join("run/lanes.sock");
-    let mut daemon = Daemon(
+    let mut daemon = Proc(
         Command::new(&lanesd)
             .args(["--node-name", "bench", "--bgp-enabled", "false", "--log-level", "warn"])
             .arg("--datastore-path")
@@ -90,8 +93,7 @@ fn main() {
             for i in 0..CONC {
                 exec(p, "ADD", &format!("rss{i}"), &pods.path(i));
             }
-            let rss = rss_kb(daemon.0.id());
-            println!("lanesd RSS after {CONC} pods: {:.1} MB", rss as f64 / 1024.0);
+            println!("lanesd RSS after {CONC} pods: {:.1} MB", rss_mb(daemon.0.id()));
             for i in 0..CONC {
                 exec(p, "DEL", &format!("rss{i}"), &pods.path(i));
             }
@@ -190,10 +192,10 @@ fn measure(p: &Plugin, pods: &Pods) -> Row {
     let (cdel, _) = run_batch("DEL");
     let row = Row {
         name: p.name,
-        add: pct(add),
-        del: pct(del),
-        cadd: pct(cadd),
-        cdel: pct(cdel),
+        add: pct2(add),
+        del: pct2(del),
+        cadd: pct2(cadd),
+        cdel: pct2(cdel),
         cwall,
     };
     eprintln!("measured {}", p.name);
@@ -226,20 +228,8 @@ fn exec(p: &Plugin, verb: &str, id: &str, netns: &str) -> f64 {
     ms
 }
 
-fn pct(mut v: Vec<f64>) -> (f64, f64) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
-    (at(0.5), at(0.99))
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+fn pct2(v: Vec<f64>) -> (f64, f64) {
+    (pct(&v, 0.5), pct(&v, 0.99))
 }
 
 /// Pod namespaces for the run, removed on drop.
@@ -269,21 +259,5 @@ impl Drop for Pods {
         for n in &self.0 {
             let _ = Command::new("ip").args(["netns", "del", n]).status();
         }
-    }
-}
-
-struct Daemon(Child);
-
-impl Daemon {
-    fn stop(&mut self) {
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }

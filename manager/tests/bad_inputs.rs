@@ -382,7 +382,10 @@ apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: node1, labels: {r
     let pod = Netns::new("litp-");
     let (code, out) = node.shim(&cni_env(&node, "ADD", "sel1", &pod.path()), &conf("1.0.0", ""));
     assert_eq!(code, 0, "{out}");
-    assert!(result_ip(&out).starts_with("10.3."), "pool chosen by rack == 'r2': {out}");
+    assert!(
+        result_ip(&out).starts_with("10.3."),
+        "pool chosen by rack == 'r2': {out}"
+    );
     // Asking for the disabled pool by name says so.
     let pod2 = Netns::new("litp-");
     let (code, out) = node.shim(

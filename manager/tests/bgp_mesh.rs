@@ -7,18 +7,7 @@ mod support;
 
 use support::*;
 
-const RESOURCES: &str = "apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata:
-  name: default-ipv4-ippool
-spec:
-  cidr: 10.244.0.0/16
-  blockSize: 26
-  ipipMode: Never
-  natOutgoing: true
-  nodeSelector: all()
----
-apiVersion: projectcalico.org/v3
+const BGP_CONFIG: &str = "apiVersion: projectcalico.org/v3
 kind: BGPConfiguration
 metadata:
   name: default
@@ -35,7 +24,7 @@ fn three_node_mesh_pods_reach_each_other() {
     if !prerequisites("three_node_mesh_pods_reach_each_other", &["ip", "bird"]) {
         return;
     }
-    let (dir, store) = Node::store(RESOURCES);
+    let (dir, store) = Node::store(&format!("{SEED_POOL}---\n{BGP_CONFIG}"));
     let switch = Switch::new();
     let mut nodes = Vec::new();
     for i in 1..=3 {

@@ -27,12 +27,22 @@ impl ServerError {
     pub(crate) fn from_json(v: &serde_json::Value) -> Option<Self> {
         match v {
             serde_json::Value::Null => None,
-            serde_json::Value::String(s) => Some(Self { error: s.clone(), details: None }),
+            serde_json::Value::String(s) => Some(Self {
+                error: s.clone(),
+                details: None,
+            }),
             serde_json::Value::Object(o) => Some(Self {
-                error: o.get("error").and_then(|e| e.as_str()).unwrap_or("unknown error").to_string(),
+                error: o
+                    .get("error")
+                    .and_then(|e| e.as_str())
+                    .unwrap_or("unknown error")
+                    .to_string(),
                 details: o.get("details").and_then(|d| d.as_str()).map(str::to_string),
             }),
-            other => Some(Self { error: other.to_string(), details: None }),
+            other => Some(Self {
+                error: other.to_string(),
+                details: None,
+            }),
         }
     }
 }
@@ -47,7 +57,13 @@ pub enum Error {
 
     /// A call got no reply in time. `state` tells whether the client was connected at all.
     #[error("{remote}: {db} {method} timed out after {after:?} ({state})")]
-    Timeout { remote: String, db: String, method: String, after: Duration, state: String },
+    Timeout {
+        remote: String,
+        db: String,
+        method: String,
+        after: Duration,
+        state: String,
+    },
 
     /// The connection dropped while the call was in flight: it may or may not have been applied.
     #[error("{remote}: connection lost during {db} {method}")]
@@ -59,15 +75,29 @@ pub enum Error {
 
     /// The server rejected a whole JSON-RPC call (unknown database, bad monitor request, ...).
     #[error("{db} {method} rejected: {server}")]
-    Rpc { db: String, method: String, server: ServerError },
+    Rpc {
+        db: String,
+        method: String,
+        server: ServerError,
+    },
 
     /// One operation of a transaction failed; the whole transaction was aborted.
     #[error("{db}: {op} on {table} (operation {index}) failed: {server}")]
-    Operation { db: String, index: usize, op: &'static str, table: String, server: ServerError },
+    Operation {
+        db: String,
+        index: usize,
+        op: &'static str,
+        table: String,
+        server: ServerError,
+    },
 
     /// Every operation succeeded but the commit failed (e.g. a referential integrity violation).
     #[error("{db}: transaction on {tables} failed at commit: {server}")]
-    Commit { db: String, tables: String, server: ServerError },
+    Commit {
+        db: String,
+        tables: String,
+        server: ServerError,
+    },
 
     /// The reply did not have the shape RFC 7047 promises.
     #[error("{db} {method}: unexpected reply: {reason}")]
@@ -75,20 +105,41 @@ pub enum Error {
 
     /// A row the operation needs does not exist.
     #[error("{db}: {table} {name:?} not found")]
-    NotFound { db: String, table: &'static str, name: String },
+    NotFound {
+        db: String,
+        table: &'static str,
+        name: String,
+    },
 
     /// The database holds something that contradicts the request (duplicate names, a port that
     /// belongs to another bridge, a row that kept changing under us).
     #[error("{db}: {table} {name:?}: {reason}")]
-    Conflict { db: String, table: &'static str, name: String, reason: String },
+    Conflict {
+        db: String,
+        table: &'static str,
+        name: String,
+        reason: String,
+    },
 
     /// A bounded wait for a column value ended without seeing it.
     #[error("{table} {name:?}: {column} did not become {expected:?} within {waited:?}")]
-    WaitTimeout { table: &'static str, name: String, column: String, expected: String, waited: Duration },
+    WaitTimeout {
+        table: &'static str,
+        name: String,
+        column: String,
+        expected: String,
+        waited: Duration,
+    },
 
     /// A wait was cancelled by its caller.
     #[error("{table} {name:?}: wait for {column}={expected:?} cancelled after {waited:?}")]
-    Cancelled { table: &'static str, name: String, column: String, expected: String, waited: Duration },
+    Cancelled {
+        table: &'static str,
+        name: String,
+        column: String,
+        expected: String,
+        waited: Duration,
+    },
 }
 
 impl Error {
@@ -134,7 +185,10 @@ mod tests {
             index: 2,
             op: "insert",
             table: "Logical_Switch_Port".into(),
-            server: ServerError { error: "constraint violation".into(), details: Some("dup".into()) },
+            server: ServerError {
+                error: "constraint violation".into(),
+                details: Some("dup".into()),
+            },
         };
         assert_eq!(
             e.to_string(),

@@ -89,7 +89,13 @@ impl TableUpdates {
             let mut t = BTreeMap::new();
             for (uuid, change) in rows.as_object().into_iter().flatten() {
                 let row = |k: &str| change.get(k).and_then(Value::as_object).map(|o| Row(o.clone()));
-                t.insert(uuid.clone(), RowUpdate { old: row("old"), new: row("new") });
+                t.insert(
+                    uuid.clone(),
+                    RowUpdate {
+                        old: row("old"),
+                        new: row("new"),
+                    },
+                );
             }
             out.insert(table.clone(), t);
         }
@@ -169,7 +175,10 @@ mod tests {
         ]);
         assert_eq!(r["Interface"]["columns"], json!(["name", "external_ids"]));
         assert_eq!(r["Interface"]["select"]["initial"], true);
-        assert_eq!(r["Port"]["select"], json!({"initial": false, "insert": true, "delete": true, "modify": false}));
+        assert_eq!(
+            r["Port"]["select"],
+            json!({"initial": false, "insert": true, "delete": true, "modify": false})
+        );
         assert!(r["Port"].get("columns").is_none());
     }
 
@@ -182,7 +191,10 @@ mod tests {
         }}));
         let rows: Vec<_> = u.table("Interface").collect();
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].1.new.as_ref().unwrap().map_get("external_ids", "a").as_deref(), Some("b"));
+        assert_eq!(
+            rows[0].1.new.as_ref().unwrap().map_get("external_ids", "a").as_deref(),
+            Some("b")
+        );
         assert!(rows[1].1.new.is_none());
         assert_eq!(u.table("Port").count(), 0);
         assert!(!u.is_empty());

@@ -81,7 +81,11 @@ impl Op {
         if !table.is_empty() {
             body.insert("table".into(), table.into());
         }
-        Op { op, table: table.to_string(), body }
+        Op {
+            op,
+            table: table.to_string(),
+            body,
+        }
     }
 
     fn with(mut self, key: &str, v: Value) -> Self {
@@ -112,12 +116,16 @@ impl Op {
     }
     /// `update`: sets the columns in `row` on every matching row.
     pub fn update(table: &str, conds: Vec<Cond>, row: Value) -> Self {
-        Op::new("update", table).with("where", Op::conds(conds)).with("row", row)
+        Op::new("update", table)
+            .with("where", Op::conds(conds))
+            .with("row", row)
     }
     /// `mutate`: applies `mutations`, in order, to every matching row.
     pub fn mutate(table: &str, conds: Vec<Cond>, mutations: Vec<Mutation>) -> Self {
         let m = Value::Array(mutations.into_iter().map(|m| m.0).collect());
-        Op::new("mutate", table).with("where", Op::conds(conds)).with("mutations", m)
+        Op::new("mutate", table)
+            .with("where", Op::conds(conds))
+            .with("mutations", m)
     }
     /// `delete` of every matching row.
     pub fn delete(table: &str, conds: Vec<Cond>) -> Self {
@@ -182,19 +190,42 @@ pub(crate) fn transact_params(db: &str, ops: &[Op]) -> Value {
 /// Turns a `transact` result into per-operation results, or the first error: an operation's
 /// (at its index) or the commit's (one element past the operations).
 pub(crate) fn parse_transact_reply(db: &str, ops: &[Op], reply: Value) -> Result<Vec<OpResult>> {
-    let protocol = |reason: String| Error::Protocol { db: db.into(), method: "transact".into(), reason };
+    let protocol = |reason: String| Error::Protocol {
+        db: db.into(),
+        method: "transact".into(),
+        reason,
+    };
     let Value::Array(items) = reply else {
         return Err(protocol(format!("result is not an array: {reply}")));
     };
     for (index, item) in items.iter().enumerate() {
-        let Some(server) = item.get("error").and_then(ServerError::from_json) else { continue };
+        if item.get("error").is_none_or(Value::is_null) {
+            continue;
+        }
+        let Some(server) = ServerError::from_json(item) else {
+            continue;
+        };
         return Err(match ops.get(index) {
-            Some(op) => Error::Operation { db: db.into(), index, op: op.op, table: op.table.clone(), server },
-            None => Error::Commit { db: db.into(), tables: tables_of(ops), server },
+            Some(op) => Error::Operation {
+                db: db.into(),
+                index,
+                op: op.op,
+                table: op.table.clone(),
+                server,
+            },
+            None => Error::Commit {
+                db: db.into(),
+                tables: tables_of(ops),
+                server,
+            },
         });
     }
     if items.len() < ops.len() {
-        return Err(protocol(format!("{} results for {} operations", items.len(), ops.len())));
+        return Err(protocol(format!(
+            "{} results for {} operations",
+            items.len(),
+            ops.len()
+        )));
     }
     Ok(items.into_iter().take(ops.len()).map(op_result).collect())
 }
@@ -231,24 +262,41 @@ mod tests {
     #[test]
     fn builds_wire_operations() {
         let op = Op::insert("Bridge", json!({"name": "br-int"})).uuid_name("br");
-        assert_eq!(op.to_json(), json!({"op": "insert", "table": "Bridge", "row": {"name": "br-int"}, "uuid-name": "br"}));
+        assert_eq!(
+            op.to_json(),
+            json!({"op": "insert", "table": "Bridge", "row": {"name": "br-int"}, "uuid-name": "br"})
+        );
         let op = Op::select("Bridge", vec![Cond::eq("name", "br-int")]).columns(&["_uuid", "ports"]);
         assert_eq!(
             op.to_json(),
             json!({"op": "select", "table": "Bridge", "where": [["name", "==", "br-int"]], "columns": ["_uuid", "ports"]})
         );
-        let op = Op::mutate("Bridge", vec![], vec![Mutation::insert("ports", value::named_uuid("p"))]);
-        assert_eq!(op.to_json()["mutations"], json!([["ports", "insert", ["named-uuid", "p"]]]));
+        let op = Op::mutate(
+            "Bridge",
+            vec![],
+            vec![Mutation::insert("ports", value::named_uuid("p"))],
+        );
+        assert_eq!(
+            op.to_json()["mutations"],
+            json!([["ports", "insert", ["named-uuid", "p"]]])
+        );
         let op = Op::wait("Port", vec![Cond::eq("name", "p")], &["name"], Until::Equal, vec![]);
         assert_eq!(op.to_json()["until"], "==");
         assert_eq!(op.to_json()["timeout"], 0);
-        assert_eq!(Op::comment("lanes").to_json(), json!({"op": "comment", "comment": "lanes"}));
+        assert_eq!(
+            Op::comment("lanes").to_json(),
+            json!({"op": "comment", "comment": "lanes"})
+        );
         assert_eq!(transact_params("db", &[Op::comment("c")])[0], "db");
     }
 
     #[test]
     fn parses_results() {
-        let ops = [Op::insert("A", json!({})), Op::select("A", vec![]), Op::delete("A", vec![])];
+        let ops = [
+            Op::insert("A", json!({})),
+            Op::select("A", vec![]),
+            Op::delete("A", vec![]),
+        ];
         let reply = json!([
             {"uuid": ["uuid", "36bef046-7da7-43a5-905a-c17899216fcb"]},
             {"rows": [{"name": "x"}]},

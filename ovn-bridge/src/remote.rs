@@ -18,7 +18,10 @@ impl Remote {
     /// Parses `unix:PATH` or `tcp:HOST:PORT` (IPv6 hosts in brackets). `ssl:` and the passive
     /// forms (`punix:`, `ptcp:`) are refused: a client connects actively and Lanes has no TLS.
     pub fn parse(s: &str) -> Result<Self> {
-        let bad = |reason| Error::InvalidRemote { remote: s.to_string(), reason };
+        let bad = |reason| Error::InvalidRemote {
+            remote: s.to_string(),
+            reason,
+        };
         if let Some(path) = s.strip_prefix("unix:") {
             if path.is_empty() {
                 return Err(bad("empty socket path"));
@@ -41,7 +44,10 @@ impl Remote {
                 return Err(bad("empty host"));
             }
             let port = port.parse::<u16>().map_err(|_| bad("port is not a number 0-65535"))?;
-            return Ok(Remote::Tcp { host: host.to_string(), port });
+            return Ok(Remote::Tcp {
+                host: host.to_string(),
+                port,
+            });
         }
         if s.starts_with("ssl:") {
             return Err(bad("ssl remotes are not supported"));
@@ -73,19 +79,40 @@ mod tests {
 
     #[test]
     fn parses_unix_and_tcp() {
-        assert_eq!(Remote::parse("unix:/run/ovs/db.sock").unwrap(), Remote::Unix("/run/ovs/db.sock".into()));
+        assert_eq!(
+            Remote::parse("unix:/run/ovs/db.sock").unwrap(),
+            Remote::Unix("/run/ovs/db.sock".into())
+        );
         assert_eq!(
             Remote::parse("tcp:192.168.122.10:6641").unwrap(),
-            Remote::Tcp { host: "192.168.122.10".into(), port: 6641 }
+            Remote::Tcp {
+                host: "192.168.122.10".into(),
+                port: 6641
+            }
         );
-        assert_eq!(Remote::parse("tcp:[::1]:6642").unwrap(), Remote::Tcp { host: "::1".into(), port: 6642 });
+        assert_eq!(
+            Remote::parse("tcp:[::1]:6642").unwrap(),
+            Remote::Tcp {
+                host: "::1".into(),
+                port: 6642
+            }
+        );
         assert_eq!(Remote::parse("tcp:[::1]:6642").unwrap().to_string(), "tcp:[::1]:6642");
         assert_eq!(Remote::parse("unix:/a").unwrap().to_string(), "unix:/a");
     }
 
     #[test]
     fn refuses_what_it_cannot_connect_to() {
-        for bad in ["unix:", "unix:rel/db.sock", "tcp:host", "tcp::1", "tcp:h:99999", "ssl:h:1", "ptcp:6641", "x"] {
+        for bad in [
+            "unix:",
+            "unix:rel/db.sock",
+            "tcp:host",
+            "tcp::1",
+            "tcp:h:99999",
+            "ssl:h:1",
+            "ptcp:6641",
+            "x",
+        ] {
             let e = Remote::parse(bad).unwrap_err();
             assert!(e.to_string().contains(bad), "{e}");
         }

@@ -161,7 +161,10 @@ mod tests {
         assert_eq!(string_set(&["x", "y"]), json!(["set", ["x", "y"]]));
         let u = parse_uuid("36bef046-7da7-43a5-905a-c17899216fcb").unwrap();
         assert_eq!(uuid(&u), json!(["uuid", "36bef046-7da7-43a5-905a-c17899216fcb"]));
-        assert_eq!(uuid_set(&[u]), json!(["set", [["uuid", "36bef046-7da7-43a5-905a-c17899216fcb"]]]));
+        assert_eq!(
+            uuid_set(&[u]),
+            json!(["set", [["uuid", "36bef046-7da7-43a5-905a-c17899216fcb"]]])
+        );
         assert_eq!(named_uuid("p"), json!(["named-uuid", "p"]));
         assert!(parse_uuid("nope").is_none());
     }
@@ -192,7 +195,10 @@ mod tests {
     #[test]
     fn canonical_makes_equal_what_the_server_treats_as_equal() {
         assert_eq!(canonical(&json!(["set", ["a"]])), canonical(&json!("a")));
-        assert_eq!(canonical(&json!(["set", ["b", "a"]])), canonical(&json!(["set", ["a", "b"]])));
+        assert_eq!(
+            canonical(&json!(["set", ["b", "a"]])),
+            canonical(&json!(["set", ["a", "b"]]))
+        );
         assert_eq!(
             canonical(&json!(["map", [["b", "2"], ["a", "1"]]])),
             canonical(&json!(["map", [["a", "1"], ["b", "2"]]]))

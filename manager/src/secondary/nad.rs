@@ -25,8 +25,8 @@ use crate::resources::{RawResource, API_NAD};
 pub const NAD_KIND: &str = "NetworkAttachmentDefinition";
 /// ovn-kubernetes' plugin type, as in the seed's NAD.
 pub const TYPE_OVN_K8S: &str = "ovn-k8s-cni-overlay";
-/// Ours (the same as [`crate::cni::PLUGIN_TYPE`]).
-pub const TYPE_LANES: &str = "lanes";
+/// Ours: the type `lanes-cni` answers to.
+pub const TYPE_LANES: &str = crate::cni::PLUGIN_TYPE;
 /// ovn-kubernetes' default MTU: a 1500-byte underlay minus geneve's overhead.
 pub const DEFAULT_MTU: u32 = 1400;
 pub const MIN_MTU: u32 = 576;

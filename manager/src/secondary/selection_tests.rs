@@ -214,8 +214,6 @@ fn resolve_checks_against_the_network() {
         ),
         "{e}"
     );
-    let r = ok(json!([{"name": "bare", "ips": ["192.168.7.2/24"], "default-route": ["192.168.7.1"]}, "fast"]));
-    assert!(r.is_err(), "a string element is not an object");
     let r =
         ok(json!([{"name": "bare", "ips": ["192.168.7.2/24"], "default-route": ["192.168.7.1"]}, {"name": "fast"}]))
             .unwrap();

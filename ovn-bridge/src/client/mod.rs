@@ -60,7 +60,10 @@ pub enum ConnState {
 impl std::fmt::Display for ConnState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ConnState::Connecting { last_error: Some(e), attempts } => {
+            ConnState::Connecting {
+                last_error: Some(e),
+                attempts,
+            } => {
                 write!(f, "not connected after {attempts} attempts: {e}")
             }
             ConnState::Connecting { .. } => f.write_str("not connected yet"),
@@ -105,7 +108,12 @@ pub(crate) struct MonitorReg {
 }
 
 pub(crate) enum Cmd {
-    Call { method: &'static str, params: Value, reply: oneshot::Sender<CallReply>, monitor: Option<MonitorReg> },
+    Call {
+        method: &'static str,
+        params: Value,
+        reply: oneshot::Sender<CallReply>,
+        monitor: Option<MonitorReg>,
+    },
     CancelMonitor(String),
 }
 
@@ -150,11 +158,21 @@ impl Client {
     pub fn with_options(remote: &str, opts: ClientOptions) -> Result<Self> {
         let remote = Remote::parse(remote)?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let (state_tx, state) = watch::channel(ConnState::Connecting { attempts: 0, last_error: None });
+        let (state_tx, state) = watch::channel(ConnState::Connecting {
+            attempts: 0,
+            last_error: None,
+        });
         let stats = Arc::new(Stats::default());
         let task = session::Task::new(remote.clone(), opts.clone(), cmd_rx, state_tx, stats.clone());
         tokio::spawn(task.run());
-        let inner = Inner { remote, opts, cmd_tx, state, stats, next_monitor: AtomicU64::new(1) };
+        let inner = Inner {
+            remote,
+            opts,
+            cmd_tx,
+            state,
+            stats,
+            next_monitor: AtomicU64::new(1),
+        };
         Ok(Client { inner: Arc::new(inner) })
     }
 
@@ -181,10 +199,17 @@ impl Client {
     /// Waits until connected, at most `timeout`.
     pub async fn wait_connected(&self, timeout: Duration) -> Result<()> {
         let mut state = self.inner.state.clone();
-        let connected = state.wait_for(|s| matches!(s, ConnState::Connected | ConnState::Closed));
+        let connected = async {
+            let s = state
+                .wait_for(|s| matches!(s, ConnState::Connected | ConnState::Closed))
+                .await;
+            s.map(|s| *s == ConnState::Connected).unwrap_or(false)
+        };
         match tokio::time::timeout(timeout, connected).await {
-            Ok(Ok(s)) if *s == ConnState::Connected => Ok(()),
-            Ok(_) => Err(Error::Closed { remote: self.inner.remote.to_string() }),
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::Closed {
+                remote: self.inner.remote.to_string(),
+            }),
             Err(_) => Err(self.timeout_error("", "connect", timeout)),
         }
     }
@@ -210,8 +235,18 @@ impl Client {
         timeout: Duration,
     ) -> Result<Value> {
         let (reply, rx) = oneshot::channel();
-        let closed = || Error::Closed { remote: self.inner.remote.to_string() };
-        self.inner.cmd_tx.send(Cmd::Call { method, params, reply, monitor }).map_err(|_| closed())?;
+        let closed = || Error::Closed {
+            remote: self.inner.remote.to_string(),
+        };
+        self.inner
+            .cmd_tx
+            .send(Cmd::Call {
+                method,
+                params,
+                reply,
+                monitor,
+            })
+            .map_err(|_| closed())?;
         match tokio::time::timeout(timeout, rx).await {
             Err(_) => Err(self.timeout_error(db, method, timeout)),
             Ok(Err(_)) => Err(closed()),
@@ -221,9 +256,11 @@ impl Client {
                 db: db.to_string(),
                 method: method.to_string(),
             }),
-            Ok(Ok(Err(CallError::Server(server)))) => {
-                Err(Error::Rpc { db: db.to_string(), method: method.to_string(), server })
-            }
+            Ok(Ok(Err(CallError::Server(server)))) => Err(Error::Rpc {
+                db: db.to_string(),
+                method: method.to_string(),
+                server,
+            }),
         }
     }
 
@@ -235,21 +272,37 @@ impl Client {
     /// `transact` with an explicit timeout.
     pub async fn transact_timeout(&self, db: &str, ops: &[Op], timeout: Duration) -> Result<Vec<OpResult>> {
         tracing::trace!(db, ops = %transact_params(db, ops), "transact");
-        let reply = self.call(db, "transact", transact_params(db, ops), None, timeout).await?;
+        let reply = self
+            .call(db, "transact", transact_params(db, ops), None, timeout)
+            .await?;
         parse_transact_reply(db, ops, reply)
     }
 
     /// `monitor`: returns once the server has accepted it; the initial contents are the
     /// monitor's first event.
     pub async fn monitor(&self, db: &str, requests: &[MonitorRequest]) -> Result<Monitor> {
-        let id = format!("lanes-monitor-{}", self.inner.next_monitor.fetch_add(1, Ordering::Relaxed));
+        let id = format!(
+            "lanes-monitor-{}",
+            self.inner.next_monitor.fetch_add(1, Ordering::Relaxed)
+        );
         let requests = monitor_requests(requests);
         let (tx, rx) = mpsc::unbounded_channel();
         // Built before the call so that a timeout (which drops it) cancels the monitor.
-        let handle = Monitor { id: id.clone(), db: db.to_string(), rx, cmd_tx: self.inner.cmd_tx.clone() };
+        let handle = Monitor {
+            id: id.clone(),
+            db: db.to_string(),
+            rx,
+            cmd_tx: self.inner.cmd_tx.clone(),
+        };
         let params = json!([db, id.clone(), requests.clone()]);
-        let reg = MonitorReg { id, db: db.to_string(), requests, tx };
-        self.call(db, "monitor", params, Some(reg), self.inner.opts.call_timeout).await?;
+        let reg = MonitorReg {
+            id,
+            db: db.to_string(),
+            requests,
+            tx,
+        };
+        self.call(db, "monitor", params, Some(reg), self.inner.opts.call_timeout)
+            .await?;
         Ok(handle)
     }
 
@@ -260,7 +313,9 @@ impl Client {
 
     /// `list_dbs`
     pub async fn list_dbs(&self) -> Result<Vec<String>> {
-        let v = self.call("", "list_dbs", json!([]), None, self.inner.opts.call_timeout).await?;
+        let v = self
+            .call("", "list_dbs", json!([]), None, self.inner.opts.call_timeout)
+            .await?;
         serde_json::from_value(v.clone()).map_err(|_| Error::Protocol {
             db: String::new(),
             method: "list_dbs".into(),
@@ -270,7 +325,9 @@ impl Client {
 
     /// `get_schema`, parsed with `ovsdb`'s schema types.
     pub async fn get_schema(&self, db: &str) -> Result<ovsdb::schema::Schema> {
-        let v = self.call(db, "get_schema", json!([db]), None, self.inner.opts.call_timeout).await?;
+        let v = self
+            .call(db, "get_schema", json!([db]), None, self.inner.opts.call_timeout)
+            .await?;
         serde_json::from_value(v).map_err(|e| Error::Protocol {
             db: db.to_string(),
             method: "get_schema".into(),
@@ -283,7 +340,11 @@ impl Client {
     pub async fn check_schema(&self, db: &str, needs: &[(&str, &[&str])]) -> Result<()> {
         let schema = self.get_schema(db).await?;
         missing_from_schema(&schema, needs).map_or(Ok(()), |reason| {
-            Err(Error::Protocol { db: db.to_string(), method: "get_schema".into(), reason })
+            Err(Error::Protocol {
+                db: db.to_string(),
+                method: "get_schema".into(),
+                reason,
+            })
         })
     }
 }
@@ -292,10 +353,21 @@ impl Client {
 pub(crate) fn missing_from_schema(schema: &ovsdb::schema::Schema, needs: &[(&str, &[&str])]) -> Option<String> {
     for (table, columns) in needs {
         let Some(t) = schema.tables().iter().find(|t| t.name() == *table) else {
-            return Some(format!("schema {} {} has no table {table}", schema.name(), schema.version()));
+            return Some(format!(
+                "schema {} {} has no table {table}",
+                schema.name(),
+                schema.version()
+            ));
         };
-        if let Some(c) = columns.iter().find(|c| !t.columns().iter().any(|col| col.name() == **c)) {
-            return Some(format!("schema {} {} has no column {table}.{c}", schema.name(), schema.version()));
+        if let Some(c) = columns
+            .iter()
+            .find(|c| !t.columns().iter().any(|col| col.name() == **c))
+        {
+            return Some(format!(
+                "schema {} {} has no column {table}.{c}",
+                schema.name(),
+                schema.version()
+            ));
         }
     }
     None

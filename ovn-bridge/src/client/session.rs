@@ -29,7 +29,11 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 type Writer = WriteHalf<Box<dyn Io>>;
 
 enum Pending {
-    Call { method: &'static str, reply: oneshot::Sender<CallReply>, monitor: Option<MonitorReg> },
+    Call {
+        method: &'static str,
+        reply: oneshot::Sender<CallReply>,
+        monitor: Option<MonitorReg>,
+    },
     /// A monitor re-sent after a reconnect.
     Resync(String),
     /// A reply nobody waits for (`monitor_cancel`).
@@ -82,14 +86,17 @@ impl Task {
         let mut backoff = self.opts.backoff_min;
         let mut attempts = 0u32;
         loop {
-            let connect = connect(&self.remote, self.opts.connect_timeout);
-            let stream = match self.offline(connect).await {
+            let remote = self.remote.clone();
+            let stream = match self.offline(connect(&remote, self.opts.connect_timeout)).await {
                 None => break,
                 Some(Ok(stream)) => stream,
                 Some(Err(e)) => {
                     attempts += 1;
                     tracing::debug!(remote = %self.remote, attempts, error = %e, "ovsdb connect failed");
-                    self.state.send_replace(ConnState::Connecting { attempts, last_error: Some(e) });
+                    self.state.send_replace(ConnState::Connecting {
+                        attempts,
+                        last_error: Some(e),
+                    });
                     if self.offline(tokio::time::sleep(backoff)).await.is_none() {
                         break;
                     }
@@ -111,7 +118,10 @@ impl Task {
                 End::Shutdown => break,
                 End::Lost(reason) => {
                     tracing::warn!(remote = %self.remote, %reason, "ovsdb connection lost, reconnecting");
-                    self.state.send_replace(ConnState::Connecting { attempts: 0, last_error: Some(reason) });
+                    self.state.send_replace(ConnState::Connecting {
+                        attempts: 0,
+                        last_error: Some(reason),
+                    });
                 }
             }
         }
@@ -182,8 +192,11 @@ impl Task {
 
     /// After (re)connecting: re-send every monitor, then the calls queued while offline.
     async fn resume(&mut self, wr: &mut Writer) -> Result<(), String> {
-        let monitors: Vec<(String, Value)> =
-            self.monitors.values().map(|m| (m.id.clone(), json!([m.db, m.id, m.requests]))).collect();
+        let monitors: Vec<(String, Value)> = self
+            .monitors
+            .values()
+            .map(|m| (m.id.clone(), json!([m.db, m.id, m.requests])))
+            .collect();
         for (id, params) in monitors {
             self.send(wr, "monitor", params, Pending::Resync(id)).await?;
         }
@@ -195,11 +208,17 @@ impl Task {
 
     async fn send_cmd(&mut self, wr: &mut Writer, cmd: Cmd) -> Result<(), String> {
         match cmd {
-            Cmd::Call { method, params, reply, monitor } => {
+            Cmd::Call {
+                method,
+                params,
+                reply,
+                monitor,
+            } => {
                 if reply.is_closed() {
                     return Ok(()); // the caller timed out while this waited for a connection
                 }
-                self.send(wr, method, params, Pending::Call { method, reply, monitor }).await
+                self.send(wr, method, params, Pending::Call { method, reply, monitor })
+                    .await
             }
             Cmd::CancelMonitor(id) => match self.monitors.remove(&id) {
                 Some(_) => self.send(wr, "monitor_cancel", json!([id]), Pending::Ignore).await,
@@ -233,7 +252,10 @@ impl Task {
                 let (Some(id), Some(updates)) = (msg["params"][0].as_str(), msg["params"].get(1)) else {
                     return Err(format!("malformed update notification: {msg}"));
                 };
-                let event = MonitorEvent { kind: EventKind::Update, updates: TableUpdates::from_json(updates) };
+                let event = MonitorEvent {
+                    kind: EventKind::Update,
+                    updates: TableUpdates::from_json(updates),
+                };
                 self.deliver(wr, id, event).await
             }
             Some(other) => {
@@ -248,19 +270,36 @@ impl Task {
         let Some(id) = msg.get("id").and_then(Value::as_u64) else {
             return Ok(()); // our probe's reply, or something we never asked for
         };
-        let Some(pending) = self.pending.remove(&id) else { return Ok(()) };
+        let Some(pending) = self.pending.remove(&id) else {
+            return Ok(());
+        };
         let outcome = match msg.get("error").and_then(ServerError::from_json) {
             Some(e) => Err(e),
             None => Ok(msg.get("result").cloned().unwrap_or(Value::Null)),
         };
         match (pending, outcome) {
             (Pending::Ignore, _) => Ok(()),
-            (Pending::Call { reply, monitor: None, .. }, outcome) => {
+            (
+                Pending::Call {
+                    reply, monitor: None, ..
+                },
+                outcome,
+            ) => {
                 let _ = reply.send(outcome.map_err(CallError::Server));
                 Ok(())
             }
-            (Pending::Call { reply, monitor: Some(reg), .. }, Ok(initial)) => {
-                let event = MonitorEvent { kind: EventKind::Initial, updates: TableUpdates::from_json(&initial) };
+            (
+                Pending::Call {
+                    reply,
+                    monitor: Some(reg),
+                    ..
+                },
+                Ok(initial),
+            ) => {
+                let event = MonitorEvent {
+                    kind: EventKind::Initial,
+                    updates: TableUpdates::from_json(&initial),
+                };
                 let id = reg.id.clone();
                 if reg.tx.send(event).is_err() {
                     // The caller gave up (timed out) before the server answered.
@@ -270,12 +309,22 @@ impl Task {
                 let _ = reply.send(Ok(Value::Null));
                 Ok(())
             }
-            (Pending::Call { reply, monitor: Some(_), .. }, Err(e)) => {
+            (
+                Pending::Call {
+                    reply,
+                    monitor: Some(_),
+                    ..
+                },
+                Err(e),
+            ) => {
                 let _ = reply.send(Err(CallError::Server(e)));
                 Ok(())
             }
             (Pending::Resync(id), Ok(contents)) => {
-                let event = MonitorEvent { kind: EventKind::Resync, updates: TableUpdates::from_json(&contents) };
+                let event = MonitorEvent {
+                    kind: EventKind::Resync,
+                    updates: TableUpdates::from_json(&contents),
+                };
                 self.deliver(wr, &id, event).await
             }
             (Pending::Resync(id), Err(e)) => {
@@ -288,7 +337,9 @@ impl Task {
     }
 
     async fn deliver(&mut self, wr: &mut Writer, id: &str, event: MonitorEvent) -> Result<(), String> {
-        let Some(reg) = self.monitors.get(id) else { return Ok(()) };
+        let Some(reg) = self.monitors.get(id) else {
+            return Ok(());
+        };
         if reg.tx.send(event).is_err() {
             self.monitors.remove(id);
             return self.send(wr, "monitor_cancel", json!([id]), Pending::Ignore).await;
