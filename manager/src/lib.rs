@@ -15,5 +15,6 @@ pub mod ipam;
 pub mod metrics;
 pub mod nat;
 pub mod resources;
+pub mod secondary;
 pub mod store;
 pub mod workload;

@@ -471,7 +471,10 @@ fn graceful_restart_keeps_routes() {
     thread::sleep(Duration::from_secs(4));
 
     let mut report = Vec::new();
-    for episode in ["kill -9 of lanesd and BIRD", "SIGTERM of lanesd (graceful stop)"] {
+    const KILL_BOTH: &str = "kill -9 of lanesd and BIRD";
+    const GRACEFUL_STOP: &str = "SIGTERM of lanesd (graceful stop)";
+    const BIRD_CRASH: &str = "kill -9 of BIRD alone (lanesd's supervisor restarts it)";
+    for episode in [KILL_BOTH, GRACEFUL_STOP, BIRD_CRASH] {
         let watch = Watch::start(
             &pods[0],
             &ip_b,
@@ -483,20 +486,24 @@ fn graceful_restart_keeps_routes() {
         thread::sleep(Duration::from_secs(1));
         let old_bird = nodes[0].bird_pid().expect("node1's BIRD pid");
         let down = Instant::now();
-        if episode.starts_with("kill") {
-            nodes[0].kill9();
-            nodes[0].kill_bird();
-        } else {
-            assert!(
+        match episode {
+            KILL_BOTH => {
+                nodes[0].kill9();
+                nodes[0].kill_bird();
+            }
+            GRACEFUL_STOP => assert!(
                 nodes[0].stop(),
                 "{episode}: lanesd did not exit cleanly: {}",
                 nodes[0].log()
-            );
+            ),
+            _ => {
+                nodes[0].kill_bird();
+            }
         }
         // Gone or a zombie (reparented to init, reaped whenever init gets to it).
-        assert_eq!(
+        assert_ne!(
             nodes[0].bird_pid(),
-            None,
+            Some(old_bird),
             "{episode}: node1's BIRD (pid {old_bird}) still runs"
         );
         // node2 notices, and helps: the session is down, the stale routes stay.
@@ -508,10 +515,11 @@ fn graceful_restart_keeps_routes() {
             (down && birdc_protocol(&nodes[1], "Mesh_192_168_0_11").contains("Neighbor graceful restart active"))
                 .then_some(())
         });
-        thread::sleep(Duration::from_secs(3).saturating_sub(down.elapsed()));
-
-        // The restart: lanesd starts BIRD with -R (the kernel still holds BIRD's routes).
-        nodes[0].start();
+        if episode != BIRD_CRASH {
+            thread::sleep(Duration::from_secs(3).saturating_sub(down.elapsed()));
+            // The restart: lanesd starts BIRD with -R (the kernel still holds BIRD's routes).
+            nodes[0].start();
+        }
         let new_bird = wait_for(&format!("{episode}: node1 runs a new BIRD"), 15, || {
             nodes[0].bird_pid().filter(|p| *p != old_bird)
         });
@@ -571,6 +579,9 @@ fn graceful_restart_keeps_routes() {
         );
         let st = nodes[0].bgp_status();
         assert_eq!(st["birdState"], "running", "{episode}: {st}");
+        if episode == BIRD_CRASH {
+            assert_eq!(st["birdRestarts"], 1, "{episode}: {st}");
+        }
         assert!(
             pods[0].ping(&ip_b) && pods[1].ping(&ip_a),
             "{episode}: pods after the restart"
@@ -768,6 +779,54 @@ fn vxlan_always_and_cross_subnet() {
         );
     }
     ping_all("vxlanMode CrossSubnet, BGP up");
+
+    // Never: the pool's cross-node routes change owner, from lanesd to BIRD, with no overlap
+    // left behind (node1 ↔ node2 only: the router knows no pod routes).
+    write_atomic(&store.join("resources.yaml"), &vxlan_resources("Never"));
+    let switched = Instant::now();
+    for (i, j, via) in [(0, 1, "192.168.0.12"), (1, 0, "192.168.0.11")] {
+        let want = format!("{} via {via} dev ens2 proto bird", blocks[j]);
+        let ok = poll(15, || {
+            let lines = route_lines(&nodes[i].netns, &blocks[j]);
+            lines.len() == 1 && lines[0].starts_with(&want)
+        });
+        assert!(
+            ok,
+            "vxlanMode Never: node{} should have only `{want}`; has {:?}\n{}",
+            i + 1,
+            route_lines(&nodes[i].netns, &blocks[j]),
+            nodes[i].netns.routes()
+        );
+    }
+    let took_never = switched.elapsed();
+    for (i, n) in nodes.iter().enumerate() {
+        for j in (0..3).filter(|j| *j != i) {
+            let lines = route_lines(&n.netns, &blocks[j]);
+            assert!(
+                lines.len() <= 1 && lines.iter().all(|l| !l.contains("proto 76")),
+                "vxlanMode Never: {} still has lanesd's route to {}: {lines:?}",
+                n.name,
+                blocks[j]
+            );
+        }
+    }
+    assert!(
+        pods[0].ping(&ips[1]) && pods[1].ping(&ips[0]),
+        "vxlanMode Never: node1 ↔ node2 pods"
+    );
+    let with_tunnel: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.netns.links().iter().any(|l| l == "vxlan.lanes"))
+        .map(|n| n.name.as_str())
+        .collect();
+    assert!(
+        with_tunnel.is_empty(),
+        "vxlanMode Never: vxlan.lanes left on {with_tunnel:?}"
+    );
+    eprintln!(
+        "{name}: Never: BIRD's routes {:.1}s after the change",
+        took_never.as_secs_f64()
+    );
     eprintln!(
         "{name}: passed in {:.1}s (Always verified at {:.1}s, CrossSubnet routes {:.1}s after the change, \
          CrossSubnet verified at {:.1}s)",

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`nad`]: a NAD document (`k8s.cni.cncf.io/v1`, config type `ovn-k8s-cni-overlay` or
-//!   `lanes`) to a validated [`Network`] ([`parse_nad`]).
+//!   `lanes`) to a validated [`Network`] ([`parse_nad`]); [`subnets`]: its address fields.
 //! - [`selection`]: the pod's `k8s.v1.cni.cncf.io/networks` annotation, short and JSON forms
 //!   ([`parse_selection`]), Multus' interface numbering ([`assign_interfaces`]) and pairing with
 //!   networks ([`resolve`]).
@@ -25,6 +25,7 @@ pub mod nad;
 pub mod naming;
 pub mod selection;
 pub mod status;
+pub mod subnets;
 
 pub use nad::{parse_nad, NadError, Network, PluginType, Topology};
 pub use selection::{assign_interfaces, parse_selection, resolve, Resolved, Selection, SelectionError};

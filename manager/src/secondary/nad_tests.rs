@@ -204,8 +204,9 @@ fn ovn_k8s_type_requires_topology_and_nad_name() {
 
 #[test]
 fn document_level_errors() {
-    let mut r = raw("default", "n", "{not json");
-    assert!(parse_nad(&r).unwrap_err().reason.starts_with("invalid JSON"));
+    let mut r = raw("default", "n", &format!("{{not json{}", " ".repeat(500)));
+    let e = parse_nad(&r).unwrap_err();
+    assert!(e.reason.starts_with("invalid JSON") && e.value.len() < 110, "{e}");
     r.spec = json!({});
     assert_eq!(parse_nad(&r).unwrap_err().field, "spec.config");
     r.spec = json!({"config": "[]"});
@@ -225,7 +226,7 @@ fn foreign_nads_are_marked_not_ours() {
     ))
     .unwrap_err();
     assert!(e.not_ours && e.field == "spec.config.type", "{e}");
-    let list = r#"{"name":"mv","plugins":[{"type":"macvlan"},{"type":"tuning"}]}"#;
+    let list = r#"{"name":"mv","plugins":[{"type":"macvlan"},{"type":"tuning"}],"newListKey":1}"#;
     let e = parse_nad(&raw("default", "mv", list)).unwrap_err();
     assert!(e.not_ours, "{e}");
     assert_eq!(

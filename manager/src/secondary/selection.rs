@@ -19,7 +19,8 @@ use std::str::FromStr;
 use ipnet::IpNet;
 use serde_json::{Map, Value};
 
-use super::nad::{is_reserved_address, Network, NAD_KIND};
+use super::nad::{Network, NAD_KIND};
+use super::subnets::is_reserved_address;
 use crate::cni::CniError;
 use crate::resources::meta::{check_dns_label, check_dns_subdomain, show, FieldError, Obj};
 
@@ -164,7 +165,8 @@ fn parse_short(text: &str, pod_namespace: &str) -> Result<Vec<Selection>, Select
                 }
             }
             if let Some(ifname) = interface {
-                check_ifname(ifname).map_err(|r| fail(&r))?;
+                let e = |r| SelectionError::at(i, item, FieldError::new("interface", ifname, r));
+                check_ifname(ifname).map_err(e)?;
             }
             Ok(Selection {
                 namespace: namespace.unwrap_or(pod_namespace).to_string(),

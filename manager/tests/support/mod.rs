@@ -767,3 +767,5 @@ impl Drop for Bird {
         }
     }
 }
+
+pub mod ovn;
