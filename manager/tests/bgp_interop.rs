@@ -780,53 +780,6 @@ fn vxlan_always_and_cross_subnet() {
     }
     ping_all("vxlanMode CrossSubnet, BGP up");
 
-    // Never: the pool's cross-node routes change owner, from lanesd to BIRD, with no overlap
-    // left behind (node1 ↔ node2 only: the router knows no pod routes).
-    write_atomic(&store.join("resources.yaml"), &vxlan_resources("Never"));
-    let switched = Instant::now();
-    for (i, j, via) in [(0, 1, "192.168.0.12"), (1, 0, "192.168.0.11")] {
-        let want = format!("{} via {via} dev ens2 proto bird", blocks[j]);
-        let ok = poll(15, || {
-            let lines = route_lines(&nodes[i].netns, &blocks[j]);
-            lines.len() == 1 && lines[0].starts_with(&want)
-        });
-        assert!(
-            ok,
-            "vxlanMode Never: node{} should have only `{want}`; has {:?}\n{}",
-            i + 1,
-            route_lines(&nodes[i].netns, &blocks[j]),
-            nodes[i].netns.routes()
-        );
-    }
-    let took_never = switched.elapsed();
-    for (i, n) in nodes.iter().enumerate() {
-        for j in (0..3).filter(|j| *j != i) {
-            let lines = route_lines(&n.netns, &blocks[j]);
-            assert!(
-                lines.len() <= 1 && lines.iter().all(|l| !l.contains("proto 76")),
-                "vxlanMode Never: {} still has lanesd's route to {}: {lines:?}",
-                n.name,
-                blocks[j]
-            );
-        }
-    }
-    assert!(
-        pods[0].ping(&ips[1]) && pods[1].ping(&ips[0]),
-        "vxlanMode Never: node1 ↔ node2 pods"
-    );
-    let with_tunnel: Vec<&str> = nodes
-        .iter()
-        .filter(|n| n.netns.links().iter().any(|l| l == "vxlan.lanes"))
-        .map(|n| n.name.as_str())
-        .collect();
-    assert!(
-        with_tunnel.is_empty(),
-        "vxlanMode Never: vxlan.lanes left on {with_tunnel:?}"
-    );
-    eprintln!(
-        "{name}: Never: BIRD's routes {:.1}s after the change",
-        took_never.as_secs_f64()
-    );
     eprintln!(
         "{name}: passed in {:.1}s (Always verified at {:.1}s, CrossSubnet routes {:.1}s after the change, \
          CrossSubnet verified at {:.1}s)",
@@ -1024,4 +977,94 @@ fn bad_bgp_resources_leave_running_config() {
     }
     assert_eq!(nodes[0].bgp_status()["lastError"], "", "{}", nodes[0].bgp_status());
     eprintln!("{name}: passed in {:.1}s", t0.elapsed().as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. A VXLAN pool turned unencapsulated: its cross-node routes change owner, lanesd → BIRD.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn vxlan_to_never_hands_routes_to_bird() {
+    let name = "vxlan_to_never_hands_routes_to_bird";
+    if !prerequisites(name, &["ip", "bird", "ping"]) {
+        return;
+    }
+    let _serial = serial();
+    let t0 = Instant::now();
+    // CrossSubnet on one segment: lanesd's own routes are native (`via <node> dev ens2 proto 76`).
+    let (dir, store) = Node::store(&vxlan_resources("CrossSubnet"));
+    let switch = Switch::new();
+    let mut nodes = NodeGroup(Vec::new());
+    for i in 1..=2 {
+        nodes.push(node_on(
+            &switch,
+            &format!("node{i}"),
+            &format!("192.168.0.1{i}/24"),
+            None,
+            &dir,
+            &store,
+            &[],
+        ));
+    }
+    let pods: Vec<Netns> = (0..2).map(|_| Netns::new("lbp-")).collect();
+    let ips: Vec<String> = nodes
+        .iter()
+        .zip(&pods)
+        .enumerate()
+        .map(|(i, (n, p))| add_pod(n, &format!("nv{i}"), p))
+        .collect();
+    let blocks: Vec<String> = ips.iter().map(|ip| block_of(ip)).collect();
+    let pairs = [(0, 1, "192.168.0.12"), (1, 0, "192.168.0.11")];
+    let only = |i: usize, j: usize, want: &str| {
+        let lines = route_lines(&nodes[i].netns, &blocks[j]);
+        lines.len() == 1 && lines[0].starts_with(want)
+    };
+    for (i, j, via) in pairs {
+        let want = format!("{} via {via} dev ens2 proto 76", blocks[j]);
+        wait_for(&format!("node{}: only `{want}`", i + 1), 20, || {
+            only(i, j, &want).then_some(())
+        });
+    }
+    for n in nodes.iter() {
+        wait_for(&format!("{}: mesh session up", n.name), 40, || {
+            (n.peers_up() == 1).then_some(())
+        });
+    }
+    assert!(pods[0].ping(&ips[1]), "CrossSubnet: node1 → node2 pod");
+
+    write_atomic(&store.join("resources.yaml"), &vxlan_resources("Never"));
+    let switched = Instant::now();
+    for (i, j, via) in pairs {
+        let want = format!("{} via {via} dev ens2 proto bird", blocks[j]);
+        let ok = poll(15, || only(i, j, &want));
+        assert!(
+            ok,
+            "vxlanMode Never: node{} should have only `{want}` {:.1}s after the change; has {:?}\n\
+             links: {:?}\n{}",
+            i + 1,
+            switched.elapsed().as_secs_f64(),
+            route_lines(&nodes[i].netns, &blocks[j]),
+            nodes[i].netns.links(),
+            nodes[i].netns.routes()
+        );
+    }
+    let took = switched.elapsed();
+    let with_tunnel: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.netns.links().iter().any(|l| l == "vxlan.lanes"))
+        .map(|n| n.name.as_str())
+        .collect();
+    assert!(
+        with_tunnel.is_empty(),
+        "vxlanMode Never: vxlan.lanes left on {with_tunnel:?}"
+    );
+    assert!(
+        pods[0].ping(&ips[1]) && pods[1].ping(&ips[0]),
+        "vxlanMode Never: node1 ↔ node2 pods"
+    );
+    eprintln!(
+        "{name}: passed in {:.1}s (BIRD's routes alone {:.1}s after the change)",
+        t0.elapsed().as_secs_f64(),
+        took.as_secs_f64()
+    );
 }

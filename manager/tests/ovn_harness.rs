@@ -24,7 +24,18 @@ fn ovn_two_nodes_geneve_ping() {
     let ns1 = Netns::new("ovnn-");
     let ns2 = Netns::new("ovnn-");
     let n1 = OvnNode::start(&ns1.name, "node1", &underlay, "192.168.200.11/24", &central, false);
-    let n2 = OvnNode::start(&ns2.name, "node2", &underlay, "192.168.200.12/24", &central, false);
+    // node2 as when lanesd manages the chassis: the test plays lanesd and sets the ids.
+    let mut n2 = OvnNode::start(&ns2.name, "node2", &underlay, "192.168.200.12/24", &central, true);
+    assert!(n2.controller_pid().is_none());
+    let ids: Vec<String> = n2
+        .chassis_external_ids()
+        .into_iter()
+        .map(|(k, v)| format!("external_ids:{k}={v}"))
+        .collect();
+    let mut args = vec!["set", "open", "."];
+    args.extend(ids.iter().map(String::as_str));
+    n2.vsctl(&args);
+    n2.start_controller();
     let t_nodes = t0.elapsed();
     let t = Instant::now();
     prime_tunnels(&[&n1, &n2]);
@@ -88,6 +99,10 @@ fn ovn_two_nodes_geneve_ping() {
         central.startup, n1.startup, n2.startup, t_nodes, t_prime, t_installed, t_ping, total
     );
     assert_eq!(attempts, 1, "the first cross-node ping after prime_tunnels was lost");
+
+    let t = Instant::now();
+    drop((pod1, pod2, n2, n1, ns1, ns2, central, underlay));
+    println!("ovn tear-down: {:?}", t.elapsed());
 }
 
 /// A panic mid-test leaves no daemon, netns or instance dir behind.
@@ -99,6 +114,8 @@ fn ovn_cleanup_after_panic() {
     #[derive(Default)]
     struct Seen {
         pids: Vec<u32>,
+        /// (child PID, pidfile PID) of vswitchd and ovn-controller.
+        same: Vec<(Option<u32>, u32)>,
         netns: Vec<String>,
         dirs: Vec<std::path::PathBuf>,
     }
@@ -111,8 +128,9 @@ fn ovn_cleanup_after_panic() {
         let n1 = OvnNode::start(&ns1.name, "node1", &underlay, "192.168.200.11/24", &central, false);
         let mut s = s.lock().unwrap();
         s.pids.extend(central.northd_pid());
-        s.pids.extend(n1.controller_pid());
-        s.pids.extend(n1.vswitchd_pid());
+        let pidfile = |f: &str| std::fs::read_to_string(n1.dir.join(f)).unwrap().trim().parse().unwrap();
+        s.same.push((n1.vswitchd_pid(), pidfile("vswitchd.pid")));
+        s.same.push((n1.controller_pid(), pidfile("ovn-controller.pid")));
         s.netns.extend([
             underlay.netns.name.clone(),
             central.netns.name.clone(),
@@ -132,7 +150,11 @@ fn ovn_cleanup_after_panic() {
     });
     assert!(r.is_err());
     let seen = seen.lock().unwrap();
-    assert_eq!(seen.pids.len(), 8, "{:?}", seen.pids);
+    assert_eq!(seen.pids.len(), 6, "{:?}", seen.pids);
+    // `ip netns exec` and `setpriv` exec: the child Drop kills is the daemon itself.
+    for (child, pidfile) in &seen.same {
+        assert_eq!(*child, Some(*pidfile));
+    }
     for pid in &seen.pids {
         assert!(
             !std::path::Path::new(&format!("/proc/{pid}")).exists(),

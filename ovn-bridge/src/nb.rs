@@ -374,7 +374,7 @@ mod tests {
             a.ips,
             vec!["10.1.0.2".parse::<IpAddr>().unwrap(), "fd00::2".parse().unwrap()]
         );
-        assert_eq!(LspAddresses::parse("0a:58:0a:01:00:02").unwrap().ips, vec![]);
+        assert!(LspAddresses::parse("0a:58:0a:01:00:02").unwrap().ips.is_empty());
         for bad in [
             "dynamic",
             "router",

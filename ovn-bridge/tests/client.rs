@@ -303,6 +303,6 @@ async fn reconnects_after_restart_and_resends_monitors() {
         .unwrap()
         .unwrap();
     assert_eq!(ev.kind, EventKind::Update);
-    assert_eq!(c.stats().connects, 2);
+    assert_eq!(c.stats().connects, 2, "{}", srv.log());
     assert!(ovs.list_ports("br-int").await.unwrap().contains(&"br-int".to_string()));
 }

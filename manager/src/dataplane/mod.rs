@@ -45,6 +45,7 @@ pub mod neigh;
 pub mod netns;
 pub mod pod;
 pub mod route;
+pub mod secondary;
 pub mod sysctl;
 mod teardown;
 pub mod vxlan;

@@ -325,9 +325,10 @@ impl Client {
 
     /// `get_schema`, parsed with `ovsdb`'s schema types.
     pub async fn get_schema(&self, db: &str) -> Result<ovsdb::schema::Schema> {
-        let v = self
+        let mut v = self
             .call(db, "get_schema", json!([db]), None, self.inner.opts.call_timeout)
             .await?;
+        wrap_single_enums(&mut v);
         serde_json::from_value(v).map_err(|e| Error::Protocol {
             db: db.to_string(),
             method: "get_schema".into(),
@@ -346,6 +347,28 @@ impl Client {
                 reason,
             })
         })
+    }
+}
+
+/// `ovsdb-server` sends a one-value enum as the bare atom (`Meter_Band.action` in
+/// OVN_Northbound: `"enum": "drop"`, though the schema file says `["set", ["drop"]]`), which
+/// `ovsdb`'s `BaseKind` cannot read (it wants a `Set`). Put the set notation back.
+fn wrap_single_enums(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            for (k, child) in o.iter_mut() {
+                let is_set = child
+                    .as_array()
+                    .is_some_and(|a| a.first().and_then(Value::as_str) == Some("set"));
+                if k == "enum" && !is_set {
+                    *child = json!(["set", [child.take()]]);
+                } else {
+                    wrap_single_enums(child);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(wrap_single_enums),
+        _ => {}
     }
 }
 

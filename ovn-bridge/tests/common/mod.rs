@@ -88,7 +88,7 @@ impl Server {
     fn spawn(&mut self) {
         let _ = std::fs::remove_file(&self.sock);
         let log = self.path("ovsdb.log");
-        let _ = std::fs::remove_file(&log);
+        let _ = std::fs::rename(&log, self.path("ovsdb.log.old"));
         let child = Command::new("ovsdb-server")
             .arg(format!("--remote=punix:{}", self.sock.display()))
             .arg("--remote=ptcp:0:127.0.0.1")
@@ -116,6 +116,10 @@ impl Server {
             assert!(Instant::now() < deadline, "ovsdb-server did not come up: {text}");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("ovsdb.log")).unwrap_or_default()
     }
 
     pub fn unix(&self) -> String {
