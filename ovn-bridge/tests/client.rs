@@ -303,6 +303,7 @@ async fn reconnects_after_restart_and_resends_monitors() {
         .unwrap()
         .unwrap();
     assert_eq!(ev.kind, EventKind::Update);
-    assert_eq!(c.stats().connects, 2, "{}", srv.log());
+    // 2, or 3 when the first redial reached the dying server's listener before it closed.
+    assert!((2..=3).contains(&c.stats().connects), "{:?}", c.stats());
     assert!(ovs.list_ports("br-int").await.unwrap().contains(&"br-int".to_string()));
 }

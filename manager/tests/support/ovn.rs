@@ -571,7 +571,7 @@ impl OvnNode {
             &self.dir,
             "ovn-controller",
             "ovn-controller",
-            &[self.ovs_db.clone()],
+            std::slice::from_ref(&self.ovs_db),
         );
         let (dir, sb) = (self.dir.clone(), format!("--db={}", self.sb_unix));
         c.wait_ready(&format!("Chassis {sysid} in SB"), 30, || {

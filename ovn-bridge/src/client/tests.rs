@@ -236,3 +236,26 @@ async fn monitor_is_resent_after_reconnect() {
     assert_eq!(cancel["method"], "monitor_cancel");
     assert_eq!(cancel["params"], json!([mon_id]));
 }
+
+#[tokio::test(start_paused = true)]
+async fn backoff_doubles_from_half_a_second_to_thirty() {
+    let (_d, _sock, client) = setup(ClientOptions::default());
+    let start = tokio::time::Instant::now();
+    let mut seen = vec![];
+    let mut last = 0;
+    while start.elapsed() < Duration::from_secs(100) {
+        if let ConnState::Connecting { attempts, .. } = client.state() {
+            if attempts != last {
+                seen.push(start.elapsed());
+                last = attempts;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let gaps: Vec<u64> = seen.windows(2).map(|w| (w[1] - w[0]).as_millis() as u64).collect();
+    let want = [500, 1000, 2000, 4000, 8000, 16000, 30000];
+    assert!(gaps.len() >= want.len(), "{gaps:?}");
+    for (gap, want) in gaps.iter().zip(want) {
+        assert!(gap.abs_diff(want) <= 20, "{gaps:?}");
+    }
+}
