@@ -74,6 +74,14 @@ pub async fn run(
     )
     .await
     .map_err(setup("start IPAM"))?;
+    let ovn = if cfg.ovn.enabled {
+        let ovn = crate::workload::secondary::Ovn::connect(&cfg.ovn, &cfg.node_name, &dataplane)
+            .await
+            .map_err(|e| DaemonError::Setup(format!("OVN: {e}")))?;
+        Some(Arc::new(ovn))
+    } else {
+        None
+    };
     let (events, _) = broadcast::channel(1024);
     let metrics = Arc::new(Metrics::new());
     let workloads = Arc::new(Workloads::new(
@@ -85,6 +93,8 @@ pub async fn run(
         metrics.clone(),
         default_mtu,
         cfg.datastore.path.clone(),
+        store.clone(),
+        ovn,
     ));
     let repairs = reconcile::reconcile(&workloads).await;
     let supervisor = Arc::new(Supervisor::new(BirdConfig {

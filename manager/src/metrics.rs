@@ -37,6 +37,7 @@ pub struct Metrics {
     pub cni_requests: Family<CniLabels, Counter>,
     pub cni_seconds: Family<VerbLabel, Histogram>,
     pub attachments: Gauge,
+    pub ovn_install_wait: Histogram,
 }
 
 impl Default for Metrics {
@@ -101,7 +102,14 @@ impl Metrics {
             "BIRD configs rejected or failed to apply",
             bird_apply_failures.clone(),
         );
+        let ovn_install_wait = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register(
+            "ovn_install_wait_seconds",
+            "Time ADD waited for ovn-controller to set ovn-installed",
+            ovn_install_wait.clone(),
+        );
         Metrics {
+            ovn_install_wait,
             registry,
             bgp_peers,
             bgp_routes_imported,

@@ -315,14 +315,12 @@ fn gobgp_tor_4_octet_as() {
 // 2. Graceful restart: lanesd and its BIRD go away and come back; nothing is lost.
 // ---------------------------------------------------------------------------------------------
 
+/// A sampler thread: it returns (samples taken, misses).
+type Sampled = thread::JoinHandle<(usize, Vec<String>)>;
+
 /// Samples, every 200 ms until stopped, whether `ns` has a route to `prefix` via `via`.
 /// Returns (samples, misses as "ms since start: what the kernel had").
-fn route_sampler(
-    ns: String,
-    prefix: String,
-    via: String,
-    stop: Arc<AtomicBool>,
-) -> thread::JoinHandle<(usize, Vec<String>)> {
+fn route_sampler(ns: String, prefix: String, via: String, stop: Arc<AtomicBool>) -> Sampled {
     thread::spawn(move || {
         let t0 = Instant::now();
         let (mut samples, mut misses) = (0, Vec::new());
@@ -366,7 +364,7 @@ fn birdc_protocol(node: &Node, protocol: &str) -> String {
 /// A continuous pod ping plus route samplers on both nodes, for the length of one episode.
 struct Watch {
     stop: Arc<AtomicBool>,
-    samplers: Vec<(String, String, thread::JoinHandle<(usize, Vec<String>)>)>,
+    samplers: Vec<(String, String, Sampled)>,
     ping: ChildGuard,
 }
 

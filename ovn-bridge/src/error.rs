@@ -143,12 +143,12 @@ pub enum Error {
 }
 
 impl Error {
-    /// True for failures that a retry may cure: no reply, a dropped connection, a row that
-    /// kept changing. Operation and schema errors are permanent.
+    /// True for failures that a retry may cure: no reply, a dropped connection, a wait that
+    /// ran out. Operation, schema and conflict errors need someone to change something first.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Error::Timeout { .. } | Error::Disconnected { .. } | Error::Conflict { .. } | Error::WaitTimeout { .. }
+            Error::Timeout { .. } | Error::Disconnected { .. } | Error::WaitTimeout { .. }
         )
     }
 

@@ -18,13 +18,42 @@
 //!   compare, and write only what differs (`ensure.rs`), so calling twice writes nothing the
 //!   second time ([`Action::Unchanged`]).
 //!
+//! # Example
+//!
+//! ```no_run
+//! use std::collections::BTreeMap;
+//! use std::time::Duration;
+//! use ovn_bridge::{Client, NbDb, OvsDb};
+//!
+//! # async fn attach() -> ovn_bridge::Result<()> {
+//! let nb = NbDb::new(Client::new("tcp:192.168.122.10:6641")?);
+//! let ovs = OvsDb::new(Client::new("unix:/run/openvswitch/db.sock")?);
+//! let subnet = BTreeMap::from([("subnet".to_string(), "10.1.0.0/24".to_string())]);
+//! nb.ensure_logical_switch("blue", &subnet, &BTreeMap::new()).await?;
+//! let lsp = "default.blue_default_pod1";
+//! nb.ensure_lsp("blue", lsp, &["dynamic".into()], &[], &BTreeMap::new()).await?;
+//! let ids = BTreeMap::from([("iface-id".to_string(), lsp.to_string())]);
+//! ovs.ensure_port("br-int", "lan0123abcd", "", &ids).await?;
+//! let cancel = std::future::pending::<()>();
+//! let waited = ovs
+//!     .wait_interface_column("lan0123abcd", "external_ids:ovn-installed", "true", Duration::from_secs(10), cancel)
+//!     .await?;
+//! println!("ovn-installed after {waited:?}");
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # What comes from the `ovsdb` crate (0.0.6) and what is ours
 //!
 //! Used from `ovsdb` (feature `protocol`, no client): the value notation types
 //! [`ovsdb::protocol::Uuid`] (re-exported as [`Uuid`]), `Map`, `Set` and `UuidSet`, which
 //! serialize exactly as RFC 7047 §5.1 says and decode the server's `uuid`, `map` and uuid-set
 //! values; and [`ovsdb::schema::Schema`], which [`Client::get_schema`] returns and
-//! [`Client::check_schema`] uses to fail early when a server lacks a table or column.
+//! [`Client::check_schema`] uses to fail early when a server lacks a table or column. One shim
+//! is needed there: `ovsdb-server` sends a one-value `enum` as the bare atom
+//! (`OVN_Northbound`'s `Meter_Band.action`: `"enum": "drop"`), which `Schema` refuses, so the
+//! reply is rewritten to `["set", ["drop"]]` before parsing. (`Schema` also only knows string
+//! enums; the two schemas used here have no others.)
 //!
 //! Not used, and why (checked against the 0.0.6 source):
 //! - its `Client` and `Codec`: the codec `println!`s every message sent and received to

@@ -275,6 +275,9 @@ impl OvsDb {
             .iter()
             .map(|u| Op::select("Port", vec![Cond::uuid(u)]).columns(&["name"]))
             .collect();
+        if selects.is_empty() {
+            return Ok(vec![]);
+        }
         let mut names: Vec<String> = self
             .db
             .transact(&selects)
@@ -372,6 +375,7 @@ impl OvsDb {
 fn value_is(v: &Value, expected: &str) -> bool {
     match crate::value::canonical(v) {
         Value::String(s) => s == expected,
-        other => other.to_string() == expected,
+        // Not `other == expected`: serde_json compares a Value to a str as a JSON string.
+        other => serde_json::to_string(&other).is_ok_and(|text| text == expected),
     }
 }

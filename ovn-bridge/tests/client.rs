@@ -249,7 +249,7 @@ async fn our_probe_keeps_an_idle_unix_connection_checked() {
     c.wait_connected(Duration::from_secs(5)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     let s = c.stats();
-    assert!(s.probes_sent >= 3, "{s:?}");
+    assert!(s.probes_sent >= 2, "{s:?}");
     assert_eq!(s.connects, 1, "probe replies were not recognised: {s:?}");
 }
 

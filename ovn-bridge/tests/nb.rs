@@ -30,7 +30,7 @@ async fn logical_switch_is_idempotent_and_exact() {
         srv.nbctl(&["get", "logical_switch", "blue", "other_config:subnet"]),
         "\"10.1.0.0/24\""
     );
-    assert_eq!(srv.nbctl(&["ls-list"]), format!("{} (blue)", a.uuid.to_string()));
+    assert_eq!(srv.nbctl(&["ls-list"]), format!("{} (blue)", *a.uuid));
 
     // Dropping exclude_ips from the NAD drops it from the switch.
     let cfg = map(&[("subnet", "10.1.0.0/24"), ("mtu", "1400")]);
@@ -86,7 +86,7 @@ async fn lsp_is_idempotent_and_listed() {
     assert_eq!((b.uuid, b.action), (a.uuid, Action::Unchanged));
     assert_eq!(
         srv.nbctl(&["lsp-list", "blue"]),
-        format!("{} (default.blue_default_a)", a.uuid.to_string())
+        format!("{} (default.blue_default_a)", *a.uuid)
     );
     assert_eq!(
         srv.nbctl(&["lsp-get-port-security", "default.blue_default_a"]),
@@ -240,10 +240,7 @@ async fn router_gateway_is_idempotent() {
         srv.nbctl(&["get", "logical_switch_port", "stor-blue", "options:router-port"]),
         "rtos-blue"
     );
-    assert_eq!(
-        srv.nbctl(&["lrp-list", "lr0"]),
-        format!("{} (rtos-blue)", rp.uuid.to_string())
-    );
+    assert_eq!(srv.nbctl(&["lrp-list", "lr0"]), format!("{} (rtos-blue)", *rp.uuid));
     assert_eq!(
         srv.nbctl(&["get", "logical_router_port", "rtos-blue", "networks"]),
         "[\"10.1.0.1/24\"]"

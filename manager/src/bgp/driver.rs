@@ -237,9 +237,13 @@ impl BgpDriver {
             .filter(|p| !p.is_ipv6() && (p.vxlan_mode != EncapMode::Never || p.ipip_mode != EncapMode::Never))
             .collect();
         if encap_pools.is_empty() {
-            if self.state.lock().await.vtep_ip.is_some() {
+            // An empty plan removes every cross-node route lanesd owns (native
+            // CrossSubnet ones too), leaving those blocks to BIRD.
+            if let Err(e) = self.dataplane.sync_encap(&encap::EncapPlan::default()).await {
+                tracing::warn!(error = %e, "remove encapsulation routes");
+            }
+            if self.state.lock().await.vtep_ip.take().is_some() {
                 let _ = self.dataplane.remove_tunnel(dataplane::encap::VXLAN_DEVICE).await;
-                self.state.lock().await.vtep_ip = None;
             }
             return;
         }

@@ -40,6 +40,7 @@ pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8>,
         created_unix: now_unix_ms() / 1000,
     };
     let record = alloc.clone();
+    let mut secondary = CniResult::default();
     let host_ifname = dataplane::host_ifname(&container_id, &ifname);
     let mtu = conf.mtu.unwrap_or(w.default_mtu);
     let mut spec = PodSpec {
@@ -79,6 +80,28 @@ pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8>,
         }
     };
 
+    // The networks the pod selects, after eth0; any failure undoes eth0 too.
+    if let Some(p) = &pod {
+        let ctx = super::secondary::PodContext {
+            container_id: container_id.clone(),
+            netns: netns.clone(),
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+            uid: p.uid.clone(),
+            primary_ip: match assigned.ip {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            },
+        };
+        match super::secondary::attach_selected(w, &ctx).await {
+            Ok(extra) => secondary = extra,
+            Err(e) => {
+                let _ = w.dataplane.teardown_pod(&host_ifname, &[address]).await;
+                release(w, env).await;
+                return Err(e);
+            }
+        }
+    }
     result.append(CniResult {
         interfaces: vec![
             Interface {
@@ -101,6 +124,7 @@ pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8>,
         )],
         ..Default::default()
     });
+    result.append(secondary);
     let mut attachment = crate::api::node::attachment_proto(assigned.ip, &record);
     attachment.mac = links.container_mac;
     attachment.mtu = mtu;

@@ -17,6 +17,8 @@ use crate::dataplane;
 #[tracing::instrument(skip_all, fields(container = env.container_id.as_deref(), ifname = env.ifname.as_deref()))]
 pub async fn del(w: &Workloads, env: &CniEnv, _conf: &NetConf) -> Result<Vec<u8>, CniError> {
     let handle = handle_of(env);
+    // The pod's secondary lanes go with its primary interface.
+    super::secondary::detach(w, &handle.container_id, None).await?;
     let held = w.ipam.held_by(&handle).await;
     let addresses: Vec<_> = held.iter().map(|(ip, _, _)| super::add::host_net(*ip)).collect();
     let host_ifname = dataplane::host_ifname(&handle.container_id, &handle.ifname);

@@ -15,6 +15,7 @@ pub mod del;
 pub mod gc;
 pub mod reconcile;
 pub mod resources;
+pub mod secondary;
 pub mod status;
 
 use std::collections::HashMap;
@@ -46,6 +47,10 @@ pub struct Workloads {
     pub started: Instant,
     /// Path of the store directory (named in STATUS errors).
     pub store_path: PathBuf,
+    /// The datastore (secondary attachment records).
+    pub store: Arc<dyn crate::store::StateStore>,
+    /// OVN and the node's OVS, when `ovn.enabled`.
+    pub ovn: Option<Arc<secondary::Ovn>>,
     /// Wakes the routing loop (BGP exports, encapsulation) after IPAM changes.
     pub routing_kick: Arc<tokio::sync::Notify>,
     handle_locks: StdMutex<HashMap<HandleKey, Arc<Mutex<()>>>>,
@@ -69,6 +74,8 @@ impl Workloads {
         metrics: Arc<Metrics>,
         default_mtu: u32,
         store_path: PathBuf,
+        store: Arc<dyn crate::store::StateStore>,
+        ovn: Option<Arc<secondary::Ovn>>,
     ) -> Self {
         Workloads {
             node,
@@ -80,6 +87,8 @@ impl Workloads {
             default_mtu,
             started: Instant::now(),
             store_path,
+            store,
+            ovn,
             routing_kick: Arc::new(tokio::sync::Notify::new()),
             handle_locks: StdMutex::new(HashMap::new()),
             gc_lock: RwLock::new(()),

@@ -92,7 +92,12 @@ impl Task {
                 Some(Ok(stream)) => stream,
                 Some(Err(e)) => {
                     attempts += 1;
-                    tracing::debug!(remote = %self.remote, attempts, error = %e, "ovsdb connect failed");
+                    // Loud on attempts 1, 2, 4, 8, ...: an unreachable OVSDB shows without flooding.
+                    if attempts.is_power_of_two() {
+                        tracing::warn!(remote = %self.remote, attempts, error = %e, "ovsdb connect failed");
+                    } else {
+                        tracing::debug!(remote = %self.remote, attempts, error = %e, "ovsdb connect failed");
+                    }
                     self.state.send_replace(ConnState::Connecting {
                         attempts,
                         last_error: Some(e),

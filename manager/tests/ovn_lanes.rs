@@ -1,0 +1,161 @@
+//! The low-latency lanes end to end, on real OVN: two nodes, each with
+//! lanesd (BGP mesh on ens2 for eth0) and its own ovsdb-server +
+//! ovs-vswitchd (userspace) + ovn-controller (encap on ens3/br-phy), OVN
+//! central on a third netns. Pods made through lanes-cni get eth0 and, as
+//! their annotation asks, eth1 on the seed's `yusur-ovn` NAD.
+
+mod support;
+
+use support::ovn::{prime_tunnels, OvnCentral, OvnNode, OVN_TOOLS};
+use support::*;
+
+const CONF: &str = r#"{"cniVersion":"1.0.0","name":"lanes","type":"lanes"}"#;
+
+fn resources() -> String {
+    let nad = r#"apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: yusur-ovn, namespace: default}
+spec:
+  config: '{"cniVersion":"0.3.1","name":"yusur-ovn","type":"ovn-k8s-cni-overlay","topology":"layer2","subnets":"10.144.0.0/16","excludeSubnets":"10.144.0.1/32","mtu":1400,"netAttachDefName":"default/yusur-ovn"}'
+"#;
+    let pod = |name: &str, ann: &str| {
+        format!("---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  annotations:\n    k8s.v1.cni.cncf.io/networks: '{ann}'\n")
+    };
+    let mut s = format!(
+        "{SEED_POOL}---\napiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {{name: default}}\nspec: {{asNumber: 64512}}\n---\n{nad}"
+    );
+    s.push_str(&pod("busybox1", "yusur-ovn@eth1"));
+    s.push_str(&pod("busybox2", "default/yusur-ovn@eth1"));
+    s.push_str(&pod(
+        "busybox3",
+        r#"[{"name":"yusur-ovn","namespace":"default","interface":"eth1","default-route":["10.144.0.1"]}]"#,
+    ));
+    s
+}
+
+fn add_pod(node: &Node, pod: &Netns, id: &str, name: &str) -> serde_json::Value {
+    let mut env = cni_env(node, "ADD", id, &pod.path());
+    env.insert(
+        "CNI_ARGS",
+        format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME={name};K8S_POD_UID=uid-{name}"),
+    );
+    let (code, out) = node.shim(&env, CONF);
+    assert_eq!(code, 0, "ADD {name}: {out}");
+    out
+}
+
+fn eth1_ip(result: &serde_json::Value) -> String {
+    result["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["address"].as_str().unwrap())
+        .find(|a| a.starts_with("10.144."))
+        .expect("an eth1 address in the result")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn eth0_and_eth1_across_two_nodes() {
+    let mut tools = OVN_TOOLS.to_vec();
+    tools.push("bird");
+    if !prerequisites("eth0_and_eth1_across_two_nodes", &tools) {
+        return;
+    }
+    let primary = Switch::new();
+    let underlay = Switch::new();
+    let central = OvnCentral::start(&underlay, "192.168.200.10/24");
+    let (dir, store) = Node::store(&resources());
+    let mut ovn_nodes = Vec::new();
+    let mut nodes = Vec::new();
+    for i in 1..=2 {
+        let ns = Netns::new("lit-");
+        primary.plug(&ns, "ens2", &format!("192.168.100.1{i}/24"));
+        let name = format!("node{i}");
+        let ovn = OvnNode::start(
+            &ns.name,
+            &name,
+            &underlay,
+            &format!("192.168.200.1{i}/24"),
+            &central,
+            true,
+        );
+        let args = [
+            "--primary-interface".to_string(),
+            "ens2".into(),
+            "--ovn-enabled".into(),
+            "true".into(),
+            "--ovn-ovsdb".into(),
+            ovn.ovs_db.clone(),
+            "--ovn-northbound".into(),
+            central.nb_tcp(),
+            "--ovn-southbound".into(),
+            central.sb_tcp(),
+            "--ovn-encap-interface".into(),
+            "br-phy".into(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let node = Node::prepared(&name, &dir, &store, ns, &args, true);
+        ovn_nodes.push(ovn);
+        nodes.push(node);
+    }
+    for o in ovn_nodes.iter_mut() {
+        o.start_controller();
+    }
+    prime_tunnels(&ovn_nodes.iter().collect::<Vec<_>>());
+    assert_eq!(central.chassis().len(), 2, "lanesd made both nodes chassis");
+
+    let pods: Vec<Netns> = (0..3).map(|_| Netns::new("litp-")).collect();
+    let r1 = add_pod(&nodes[0], &pods[0], "c1", "busybox1");
+    let r2 = add_pod(&nodes[1], &pods[1], "c2", "busybox2");
+    let r3 = add_pod(&nodes[1], &pods[2], "c3", "busybox3");
+    assert_eq!(
+        r1["interfaces"].as_array().unwrap().len(),
+        4,
+        "eth0 and eth1 in the result: {r1}"
+    );
+    let (e1, e2, e3) = (eth1_ip(&r1), eth1_ip(&r2), eth1_ip(&r3));
+    assert_eq!(pods[0].ip_json(&["link", "show", "eth1"])[0]["mtu"], 1400);
+    // eth1 across nodes through geneve, and on the same node.
+    // The remote chassis binds the port a moment after ours says ovn-installed.
+    wait_for(&format!("eth1 node1 → node2 ({e2})"), 15, || {
+        pods[0].ping(&e2).then_some(())
+    });
+    assert!(pods[1].ping(&e1), "eth1 node2 → node1 ({e1})");
+    assert!(pods[1].ping(&e3), "eth1 same node ({e3})");
+    // eth0 still reaches the other pods' eth0 (BGP mesh).
+    wait_for("mesh up", 40, || (nodes[0].peers_up() == 1).then_some(()));
+    let eth0_2 = result_ip(&r2);
+    wait_for("eth0 route to node2's block", 20, || {
+        pods[0].ping(&eth0_2).then_some(())
+    });
+    // busybox3: default via eth1, pools and services pinned on eth0.
+    let routes = pods[2].routes();
+    assert!(routes.contains("default via 10.144.0.1 dev eth1"), "{routes}");
+    assert!(routes.contains("10.244.0.0/16 via 169.254.1.1 dev eth0"), "{routes}");
+    assert!(
+        pods[2].ping(&result_ip(&r1)),
+        "busybox3 eth0 → busybox1 eth0 with the default on eth1"
+    );
+    // Names as ovn-kubernetes gives them.
+    let lsps = central.nbctl(&["--bare", "--columns=name", "list", "Logical_Switch_Port"]);
+    assert!(lsps.contains("default.yusur.ovn_default_busybox1"), "{lsps}");
+    let switches = central.nbctl(&["--bare", "--columns=name", "list", "Logical_Switch"]);
+    assert!(switches.contains("yusur.ovn_ovn_layer2_switch"), "{switches}");
+    // DEL removes the LSP, the OVS port and the veth.
+    let mut env = cni_env(&nodes[0], "DEL", "c1", &pods[0].path());
+    env.insert("CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=busybox1".into());
+    let (code, out) = nodes[0].shim(&env, CONF);
+    assert_eq!(code, 0, "{out}");
+    let lsps = central.nbctl(&["--bare", "--columns=name", "list", "Logical_Switch_Port"]);
+    assert!(!lsps.contains("busybox1"), "LSP gone: {lsps}");
+    let ports = ovn_nodes[0].vsctl(&["list-ports", "br-int"]);
+    assert!(!ports.contains("lov"), "OVS port gone: {ports}");
+    assert!(
+        !nodes[0].netns.links().iter().any(|l| l.starts_with("lov")),
+        "veth gone"
+    );
+}
