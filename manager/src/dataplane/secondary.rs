@@ -186,6 +186,9 @@ async fn source_rule(pod: &Netlink, ip: Ipv4Addr, table: u32) -> Result<()> {
         .source_prefix(ip, 32)
         .table_id(table)
         .priority(SOURCE_RULE_PRIORITY)
+        // Without an explicit action the rule is FR_ACT_UNSPEC and every lookup through it
+        // fails with EINVAL (`ping: connect: Invalid argument`).
+        .action(rtnetlink::packet_route::rule::RuleAction::ToTable)
         .replace()
         .execute()
         .await
