@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(protobuf-compiler golang-go golang-github-appc-cni-dev containernetworking-plugins
       iproute2 iputils-ping iptables nftables python3-venv bird2 openvswitch-switch
-      ovn-central ovn-host gobgpd ethtool)
+      ovn-central ovn-host gobgpd ethtool iperf3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

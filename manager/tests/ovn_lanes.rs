@@ -145,6 +145,40 @@ fn eth0_and_eth1_across_two_nodes() {
     assert!(lsps.contains("default.yusur.ovn_default_busybox1"), "{lsps}");
     let switches = central.nbctl(&["--bare", "--columns=name", "list", "Logical_Switch"]);
     assert!(switches.contains("yusur.ovn_ovn_layer2_switch"), "{switches}");
+    // network-status as Multus writes it, served by lanesctl.
+    let (_, atts) = nodes[1].lanesctl(&["-o", "json", "attachments"]);
+    let atts: serde_json::Value = serde_json::from_str(&atts).unwrap();
+    let b3 = atts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["podName"] == "busybox3" && a["ifname"] == "eth0")
+        .expect("busybox3 listed");
+    let status = b3["networkStatus"].as_array().expect("network-status list").clone();
+    assert_eq!(status[0]["default"], true, "{status:?}");
+    assert_eq!(status[1]["name"], "default/yusur-ovn", "{status:?}");
+    assert_eq!(status[1]["interface"], "eth1", "{status:?}");
+    assert_eq!(status[1]["ips"][0], e3.as_str(), "{status:?}");
+    // Under Multus: a NAD of type lanes handed over as a delegate with CNI_IFNAME=net1
+    // attaches just that network.
+    let multus = Netns::new("litp-");
+    let mut env = cni_env(&nodes[0], "ADD", "m1", &multus.path());
+    env.insert("CNI_IFNAME", "net1".into());
+    env.insert("CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=multus1".into());
+    let nad = r#"{"cniVersion":"1.1.0","name":"yusur-ovn","type":"lanes","topology":"layer2","subnets":"10.144.0.0/16","excludeSubnets":"10.144.0.1/32","mtu":1400,"netAttachDefName":"default/yusur-ovn","runtimeConfig":{}}"#;
+    let (code, out) = nodes[0].shim(&env, nad);
+    assert_eq!(code, 0, "delegate ADD: {out}");
+    let net1 = eth1_ip(&out);
+    assert!(multus.links().contains(&"net1".to_string()) && !multus.links().contains(&"eth0".to_string()));
+    wait_for(&format!("eth1 → delegated net1 ({net1})"), 15, || {
+        pods[1].ping(&net1).then_some(())
+    });
+    env.insert("CNI_COMMAND", "DEL".into());
+    assert_eq!(nodes[0].shim(&env, nad).0, 0);
+    assert!(
+        !multus.links().contains(&"net1".to_string()),
+        "delegate DEL removed net1"
+    );
     // DEL removes the LSP, the OVS port and the veth.
     let mut env = cni_env(&nodes[0], "DEL", "c1", &pods[0].path());
     env.insert("CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=busybox1".into());

@@ -48,31 +48,31 @@ pub fn attachment_proto(ip: IpAddr, a: &Allocation) -> pb::Attachment {
     }
 }
 
-/// `k8s.v1.cni.cncf.io/network-status` for one pod's attachments (eth0 is the default).
+/// `k8s.v1.cni.cncf.io/network-status` for one pod's attachments, byte for
+/// byte as Multus writes it: eth0 (the cluster network) first with
+/// `default: true`, then each secondary by its NAD name.
 pub fn network_status(atts: &[&pb::Attachment]) -> String {
-    let list: Vec<serde_json::Value> = atts
+    use crate::secondary::{pod_network_status, render_network_status, AttachmentStatus};
+    let status = |a: &pb::Attachment| AttachmentStatus {
+        interface: a.ifname.clone(),
+        ips: a.ips.iter().filter_map(|c| c.split('/').next()?.parse().ok()).collect(),
+        mac: (!a.mac.is_empty()).then(|| a.mac.clone()),
+        mtu: (a.mtu != 0).then_some(a.mtu),
+        dns: Default::default(),
+        gateway: Vec::new(),
+    };
+    let primary = atts.iter().find(|a| !a.network.contains('/')).map(|a| status(a));
+    let default_name = atts
         .iter()
-        .map(|a| {
-            let mut v = serde_json::json!({
-                "name": a.network,
-                "interface": a.ifname,
-                "ips": a.ips.iter().map(|c| c.split('/').next().unwrap_or_default()).collect::<Vec<_>>(),
-                "default": a.ifname == "eth0",
-                "dns": {},
-            });
-            if !a.mac.is_empty() {
-                v["mac"] = a.mac.clone().into();
-            }
-            if a.mtu != 0 {
-                v["mtu"] = a.mtu.into();
-            }
-            if a.ifname == "eth0" {
-                v["gateway"] = serde_json::json!([crate::dataplane::POD_GATEWAY_V4.to_string()]);
-            }
-            v
-        })
+        .find(|a| !a.network.contains('/'))
+        .map(|a| a.network.clone())
+        .unwrap_or_else(|| "lanes".into());
+    let secondaries: Vec<(String, AttachmentStatus)> = atts
+        .iter()
+        .filter(|a| a.network.contains('/'))
+        .map(|a| (a.network.clone(), status(a)))
         .collect();
-    serde_json::to_string(&list).unwrap_or_default()
+    render_network_status(&pod_network_status(&default_name, primary.as_ref(), &secondaries))
 }
 
 impl NodeService {
@@ -85,6 +85,22 @@ impl NodeService {
                 .or_insert_with(|| attachment_proto(ip, &a));
         }
         let mut atts: Vec<pb::Attachment> = by_handle.into_values().collect();
+        // Secondary (OVN) attachments: the network is the NAD, `namespace/name`.
+        for r in crate::workload::secondary::records(self.workloads.store.as_ref(), &self.workloads.node).await {
+            atts.push(pb::Attachment {
+                container_id: r.container_id.clone(),
+                ifname: r.ifname.clone(),
+                netns: r.netns.clone(),
+                pod_namespace: r.pod_namespace.clone(),
+                pod_name: r.pod_name.clone(),
+                host_ifname: r.host_ifname.clone(),
+                ips: r.ips.clone(),
+                mac: r.mac.clone(),
+                mtu: r.mtu,
+                network: r.nad.clone(),
+                ..Default::default()
+            });
+        }
         // network-status is per pod: group by pod (or container when no pod is known).
         let mut groups: HashMap<(String, String), Vec<usize>> = HashMap::new();
         for (i, a) in atts.iter().enumerate() {

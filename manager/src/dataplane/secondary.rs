@@ -132,6 +132,10 @@ async fn configure(pod: &Netlink, spec: &SecondarySpec) -> Result<()> {
         source_rule(pod, v4.addr(), spec.table).await?;
     }
     // eth0 gets the same treatment, so its replies never follow a moved default.
+    // (A Multus delegate call has no eth0 of ours: nothing to do for it.)
+    if spec.primary_address.is_none() && !spec.default_route {
+        return Ok(());
+    }
     let primary = pod_link(pod, &spec.primary_ifname).await?;
     if let Some(ip) = spec.primary_address {
         let gw = IpNet::V4(Ipv4Net::from(POD_GATEWAY_V4));

@@ -12,6 +12,7 @@
 pub mod add;
 pub mod check;
 pub mod del;
+pub mod delegate;
 pub mod gc;
 pub mod reconcile;
 pub mod resources;
@@ -144,13 +145,21 @@ impl Workloads {
                 let _gc = self.gc_lock.read().await;
                 let lock = self.handle_lock(&cenv);
                 let _held = lock.lock().await;
-                add::add(self, &cenv, &conf).await
+                if delegate::is_delegate(&conf) {
+                    delegate::add(self, &cenv, &conf, stdin).await
+                } else {
+                    add::add(self, &cenv, &conf).await
+                }
             }
             Command::Del => {
                 let _gc = self.gc_lock.read().await;
                 let lock = self.handle_lock(&cenv);
                 let _held = lock.lock().await;
-                let out = del::del(self, &cenv, &conf).await;
+                let out = if delegate::is_delegate(&conf) {
+                    delegate::del(self, &cenv).await
+                } else {
+                    del::del(self, &cenv, &conf).await
+                };
                 self.forget_handle_lock(&cenv);
                 out
             }

@@ -158,7 +158,7 @@ pub async fn attach_selected(w: &Workloads, pod: &PodContext) -> Result<CniResul
     Ok(result)
 }
 
-async fn attach_one(
+pub(crate) async fn attach_one(
     w: &Workloads,
     ovn: &Arc<Ovn>,
     pod: &PodContext,
