@@ -4,6 +4,8 @@
 # Under CI=true a test that lacks root or a tool fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Root tests need the daemons and tools; installing is a no-op once done.
+if [ "$(id -u)" = 0 ]; then scripts/install-deps.sh; fi
 export GRPCURL=${GRPCURL:-/opt/lanes-venv/bin/grpcurl}
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
