@@ -70,6 +70,9 @@ pub struct OvnConfig {
     pub encap_interface: String,
     pub encap_type: String,
     pub bridge: String,
+    /// Deadline of each OVSDB call, and of the northbound part of one secondary ADD, in
+    /// milliseconds: with NB unreachable an ADD fails (CNI code 11) after this long.
+    pub call_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -127,6 +130,7 @@ impl Default for OvnConfig {
             encap_interface: "ens3".into(),
             encap_type: "geneve".into(),
             bridge: "br-int".into(),
+            call_timeout_ms: 5000,
         }
     }
 }
@@ -170,6 +174,8 @@ pub struct Overrides {
     pub ovn_encap_type: Option<String>,
     #[arg(long)]
     pub ovn_bridge: Option<String>,
+    #[arg(long)]
+    pub ovn_call_timeout_ms: Option<u64>,
     #[arg(long)]
     pub metrics: Option<String>,
     #[arg(long)]
@@ -230,6 +236,7 @@ impl Config {
         set(&mut self.ovn.encap_interface, o.ovn_encap_interface);
         set(&mut self.ovn.encap_type, o.ovn_encap_type);
         set(&mut self.ovn.bridge, o.ovn_bridge);
+        set(&mut self.ovn.call_timeout_ms, o.ovn_call_timeout_ms);
         set(&mut self.metrics, o.metrics);
         set(&mut self.log_level, o.log_level);
     }
@@ -287,6 +294,12 @@ impl Config {
             return Err(invalid(
                 "primary.mtu",
                 &format!("{} is outside 68..65535", self.primary.mtu),
+            ));
+        }
+        if !(100..=60_000).contains(&self.ovn.call_timeout_ms) {
+            return Err(invalid(
+                "ovn.callTimeoutMs",
+                &format!("{} is outside 100..60000", self.ovn.call_timeout_ms),
             ));
         }
         Ok(self)
@@ -359,6 +372,7 @@ metrics: ""
             ("nodeName: a\nlisten: nope", "listen"),
             ("nodeName: a\ndatastore:\n  type: etcd", "datastore.type"),
             ("nodeName: a\nprimary:\n  mtu: 10", "primary.mtu"),
+            ("nodeName: a\novn:\n  callTimeoutMs: 0", "ovn.callTimeoutMs"),
         ] {
             let err = Config::from_yaml(yaml).unwrap().finish().unwrap_err().to_string();
             assert!(err.contains(key), "{yaml}: {err}");

@@ -97,6 +97,8 @@ pub async fn run(
         ovn,
     ));
     let repairs = reconcile::reconcile(&workloads).await;
+    // Secondary deletes left pending (OVN was down) are finished in the background.
+    crate::workload::secondary::start_retry(&workloads);
     let supervisor = Arc::new(Supervisor::new(BirdConfig {
         bird_path: cfg.bgp.bird_path.clone().into(),
         run_dir: cfg.run_dir.clone(),

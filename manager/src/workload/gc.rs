@@ -15,6 +15,11 @@ pub async fn gc(w: &Workloads, conf: &NetConf) -> Result<Vec<u8>, CniError> {
     let valid: HashSet<AttachmentKey> = conf.valid_attachments.clone().unwrap_or_default().into_iter().collect();
     let mut errors = Vec::new();
     let mut removed = 0usize;
+    // Secondary (OVN) lanes first: they tell whose a record is by the pod's eth0 allocation.
+    match super::secondary::gc(w, &conf.name, &valid).await {
+        Ok(n) => removed += n,
+        Err(e) => errors.push(format!("secondary: {e}")),
+    }
     let allocations = w.ipam.local_allocations().await;
     let mut keep_links = HashSet::new();
     for (ip, a, _) in &allocations {
