@@ -3,13 +3,16 @@
 # ADD latency with eth0+eth1 vs eth0 only, eth1 cross-node ping/iperf3 of lanes-made pods vs
 # pods wired by hand on the same OVN, lanesd RSS. See benches/src/ovn_latency.rs.
 # Self-contained: everything it makes (netns, daemons, temp dirs) is removed on exit, also on
-# failure or Ctrl-C. Env: OVN_BENCH_PODS (50), OVN_BENCH_ROUNDS (3), OVN_BENCH_IPERF_SECS (4).
+# failure or Ctrl-C. Env: OVN_BENCH_PODS (50), OVN_BENCH_ROUNDS (4), OVN_BENCH_IPERF_SECS (4),
+# OVN_BENCH_LOGS=<dir> (keep the daemons' logs there), OVN_BENCH_BUILD=0 (skip cargo build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root"; exit 1; }
 scripts/install-deps.sh >/dev/null
-cargo build --release -q -p lanes-manager -p lanes-bench
-cargo build --profile release-shim -q -p lanes-cni
+if [ "${OVN_BENCH_BUILD:-1}" != 0 ]; then   # OVN_BENCH_BUILD=0: use the binaries as built
+  cargo build --release -q -p lanes-manager -p lanes-bench
+  cargo build --profile release-shim -q -p lanes-cni
+fi
 
 tag=lob$$            # every netns the benchmark makes is named "$tag-..."
 work=$(mktemp -d /tmp/lanes-ovnbench.XXXXXX)

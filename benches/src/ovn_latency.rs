@@ -22,7 +22,7 @@
 //! Then every pod is DELeted through the shim (timed) and leftovers (LSPs, OVS ports) counted.
 //!
 //! Usage (as root, in the root netns; it makes its own): ovn-latency <lanes-cni> <lanesd> <workdir>
-//! Env: LANES_BENCH_TAG (netns name prefix), OVN_BENCH_PODS (50), OVN_BENCH_ROUNDS (3),
+//! Env: LANES_BENCH_TAG (netns name prefix), OVN_BENCH_PODS (50), OVN_BENCH_ROUNDS (4),
 //! OVN_BENCH_IPERF_SECS (4).
 
 use std::collections::HashMap;
@@ -74,7 +74,7 @@ fn main() {
         assert!(found, "ovn-latency needs `{t}`");
     }
     let pods_n = env_usize("OVN_BENCH_PODS", 50);
-    let rounds = env_usize("OVN_BENCH_ROUNDS", 3);
+    let rounds = env_usize("OVN_BENCH_ROUNDS", 4);
     let iperf_secs = env_usize("OVN_BENCH_IPERF_SECS", 4);
 
     // ---- lab (drop order: pods, lanesd, OVN nodes, node netns, central, switches) --------
@@ -105,13 +105,19 @@ fn main() {
     for o in ovn_nodes.iter_mut() {
         o.start_controller();
     }
+    let t_nodes = t_lab.elapsed().as_secs_f64();
     prime_tunnels(&ovn_nodes.iter().collect::<Vec<_>>());
+    let t_prime = t_lab.elapsed().as_secs_f64();
     assert_eq!(central.chassis().len(), 2, "lanesd made both nodes chassis");
     let mesh = wait_until(40, || daemons.iter().all(|d| d.peers_up(&lanesctl) == 1));
     println!(
-        "lab up in {:.1}s (BGP mesh {})",
+        "lab up in {:.1}s (central {:.1}s, + nodes/lanesd/ovn-controller {:.1}s, + tunnel priming {:.1}s, + BGP mesh {} {:.1}s)",
         t_lab.elapsed().as_secs_f64(),
-        if mesh { "up" } else { "NOT up after 40s" }
+        central.startup.as_secs_f64(),
+        t_nodes - central.startup.as_secs_f64(),
+        t_prime - t_nodes,
+        if mesh { "up" } else { "NOT up after 40s" },
+        t_lab.elapsed().as_secs_f64() - t_prime
     );
     let rss_idle: Vec<f64> = daemons.iter().map(|d| rss_mb(d.pid())).collect();
 
@@ -123,7 +129,7 @@ fn main() {
     let mut ovn_results = Vec::new();
     for (i, pod) in ovn_pods.iter().enumerate() {
         let d = &daemons[i % 2];
-        let (ms, res) = cni(&shim, d, "ADD", &format!("ovn{i}"), &format!("obench-{i}"), &pod.path());
+        let (ms, res) = pod_cni(&shim, d, "ADD", 'o', i, pod);
         assert!(eth1_ip(&res).is_some(), "obench-{i}: no eth1 address in {res}");
         ovn_add.push(ms);
         ovn_results.push(res);
@@ -133,7 +139,7 @@ fn main() {
     let mut plain_add = Vec::new();
     for (i, pod) in plain_pods.iter().enumerate() {
         let d = &daemons[i % 2];
-        let (ms, res) = cni(&shim, d, "ADD", &format!("plain{i}"), &format!("pbench-{i}"), &pod.path());
+        let (ms, res) = pod_cni(&shim, d, "ADD", 'p', i, pod);
         assert!(eth1_ip(&res).is_none(), "pbench-{i} got an eth1: {res}");
         plain_add.push(ms);
     }
@@ -143,11 +149,13 @@ fn main() {
     // The OVN floor: the notes' recipe by hand, timed up to ovn-installed.
     central.nbctl(&["ls-add", HAND_SWITCH]);
     let hand_pods: Vec<Netns> = (0..HAND_PODS).map(|_| Netns::new("hpod")).collect();
-    let mut hand_attach = Vec::new();
+    // (total, lsp-add, netns side + add-port, add-port -> ovn-installed), ms
+    let (mut hand_total, mut hand_lsp, mut hand_plug, mut hand_wait) = (vec![], vec![], vec![], vec![]);
     for (i, pod) in hand_pods.iter().enumerate() {
         let node = &ovn_nodes[i % 2];
         let (lsp, host_if) = (format!("bench-hand{i}"), format!("hand{i}"));
         let (mac, ip) = hand_addr(i);
+        let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
         let t = Instant::now();
         central.nbctl(&[
             "lsp-add",
@@ -158,9 +166,15 @@ fn main() {
             &lsp,
             &format!("{mac} {ip}"),
         ]);
+        let t_lsp = ms(t);
         node.plug_pod(pod, &host_if, &lsp, &mac, &format!("{ip}/24"), POD_MTU);
+        let t_plug = ms(t);
         node.wait_installed(&host_if, 20);
-        hand_attach.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t_all = ms(t);
+        hand_total.push(t_all);
+        hand_lsp.push(t_lsp);
+        hand_plug.push(t_plug - t_lsp);
+        hand_wait.push(t_all - t_plug);
     }
 
     println!();
@@ -176,13 +190,29 @@ fn main() {
         )
     };
     row("eth0 + eth1 (yusur-ovn)", &ovn_add);
+    let slow: Vec<String> = ovn_add
+        .iter()
+        .enumerate()
+        .filter(|(_, ms)| **ms > 3.0 * pct(&ovn_add, 0.5))
+        .map(|(i, ms)| format!("#{i} on node{} {ms:.0} ms", i % 2 + 1))
+        .collect();
+    if !slow.is_empty() {
+        println!("  eth0+eth1 ADDs over 3x p50: {}", slow.join(", "));
+    }
     row("eth0 only (reference)", &plain_add);
-    row(&format!("hand recipe, {HAND_PODS} pods (OVN floor)"), &hand_attach);
+    row(&format!("hand recipe as a script, {HAND_PODS} pods"), &hand_total);
+    println!(
+        "  hand recipe p50 by step: ovn-nbctl lsp-add {:.1} ms, ip/ethtool/ovs-vsctl add-port {:.1} ms, add-port -> ovn-installed {:.1} ms (polled every ~10 ms)",
+        pct(&hand_lsp, 0.5),
+        pct(&hand_plug, 0.5),
+        pct(&hand_wait, 0.5)
+    );
     let (ovn_d, plain_d) = (Metrics::delta(&m0, &m1), Metrics::delta(&m1, &m2));
     println!(
-        "inside lanesd (metrics, mean): eth0+eth1 ADD {:.1} ms of which ovn-installed wait {:.1} ms; eth0-only ADD {:.1} ms",
+        "inside lanesd (metrics, mean): eth0+eth1 ADD {:.1} ms of which ovn-installed wait {:.1} ms (n={}); eth0-only ADD {:.1} ms",
         ovn_d.add_mean_ms(),
         ovn_d.install_mean_ms(),
+        ovn_d.install_count,
         plain_d.add_mean_ms()
     );
     let p50 = pct(&ovn_add, 0.5);
@@ -275,11 +305,11 @@ fn main() {
     // ---- DEL everything (timed) and look for leftovers -----------------------------------
     let mut ovn_del = Vec::new();
     for (i, pod) in ovn_pods.iter().enumerate() {
-        ovn_del.push(cni(&shim, &daemons[i % 2], "DEL", &format!("ovn{i}"), &format!("obench-{i}"), &pod.path()).0);
+        ovn_del.push(pod_cni(&shim, &daemons[i % 2], "DEL", 'o', i, pod).0);
     }
     let mut plain_del = Vec::new();
     for (i, pod) in plain_pods.iter().enumerate() {
-        plain_del.push(cni(&shim, &daemons[i % 2], "DEL", &format!("plain{i}"), &format!("pbench-{i}"), &pod.path()).0);
+        plain_del.push(pod_cni(&shim, &daemons[i % 2], "DEL", 'p', i, pod).0);
     }
     println!();
     println!(
@@ -293,11 +323,36 @@ fn main() {
     let left_lsps = lsps.split_whitespace().filter(|n| n.contains("obench")).count();
     let left_ports: usize = ovn_nodes
         .iter()
-        .map(|o| o.vsctl(&["list-ports", "br-int"]).lines().filter(|p| p.starts_with("lov")).count())
+        .map(|o| {
+            o.vsctl(&["list-ports", "br-int"])
+                .lines()
+                .filter(|p| p.starts_with("lov"))
+                .count()
+        })
         .sum();
     println!("leftovers after DEL: {left_lsps} LSPs, {left_ports} OVS ports on br-int");
     for d in daemons.iter_mut() {
         d.stop();
+    }
+    // OVN_BENCH_LOGS=<dir>: keep every daemon's log for a look afterwards.
+    if let Ok(keep) = std::env::var("OVN_BENCH_LOGS") {
+        let keep = PathBuf::from(keep);
+        std::fs::create_dir_all(&keep).unwrap();
+        let dirs = [
+            ("central", central.dir.clone()),
+            ("node1", ovn_nodes[0].dir.clone()),
+            ("node2", ovn_nodes[1].dir.clone()),
+            ("lanesd", work.clone()),
+        ];
+        for (who, dir) in dirs {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".log") {
+                    let _ = std::fs::copy(e.path(), keep.join(format!("{who}-{name}")));
+                }
+            }
+        }
+        println!("logs kept in {}", keep.display());
     }
     // Everything else goes with the locals, in reverse order of declaration.
 }
@@ -383,7 +438,12 @@ impl Lanesd {
             .arg(&dir)
             .args(["--primary-interface", "ens2", "--metrics", METRICS_ADDR])
             .args(["--ovn-enabled", "true", "--ovn-ovsdb", &ovn.ovs_db])
-            .args(["--ovn-northbound", &central.nb_tcp(), "--ovn-southbound", &central.sb_tcp()])
+            .args([
+                "--ovn-northbound",
+                &central.nb_tcp(),
+                "--ovn-southbound",
+                &central.sb_tcp(),
+            ])
             .args(["--ovn-encap-interface", "br-phy"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -476,6 +536,18 @@ impl Drop for Lanesd {
         }
         self.stop();
     }
+}
+
+/// [`cni`] for pod `<kind>bench-<i>` (container ID `<kind><i>`): `o` with eth1, `p` eth0 only.
+fn pod_cni(shim: &Path, d: &Lanesd, verb: &str, kind: char, i: usize, pod: &Netns) -> (f64, Value) {
+    cni(
+        shim,
+        d,
+        verb,
+        &format!("{kind}{i}"),
+        &format!("{kind}bench-{i}"),
+        &pod.path(),
+    )
 }
 
 /// Exec the shim as a runtime does (its own env, the config on stdin); (ms, result JSON).
@@ -616,7 +688,11 @@ impl Pair<'_> {
             self.client.exec(&["ping", "-c1", "-W1", &self.server_ip]).0
                 && self.server.exec(&["ping", "-c1", "-W1", &self.client_ip]).0
         });
-        assert!(ok, "{}: {} <-> {} not reachable in 15s", self.name, self.client_ip, self.server_ip);
+        assert!(
+            ok,
+            "{}: {} <-> {} not reachable in 15s",
+            self.name, self.client_ip, self.server_ip
+        );
     }
 
     /// MTU and TX offload state of both ends (P1 of the notes).
@@ -644,8 +720,10 @@ impl Pair<'_> {
 
     fn ping(&self) -> Ping {
         let _ = self.client.exec(&["ping", "-q", "-c5", "-i", "0.01", &self.server_ip]);
-        let (_, out) = self.client.exec(&["ping", "-q", "-c50", "-i", "0.01", "-W1", &self.server_ip]);
-        let num = |s: &str| s.trim().split_whitespace().next().and_then(|v| v.parse::<u32>().ok());
+        let (_, out) = self
+            .client
+            .exec(&["ping", "-q", "-c50", "-i", "0.01", "-W1", &self.server_ip]);
+        let num = |s: &str| s.split_whitespace().next().and_then(|v| v.parse::<u32>().ok());
         let mut p = Ping {
             sent: 0,
             lost: 0,
@@ -677,7 +755,18 @@ impl Pair<'_> {
         let port = "5201";
         // `ip netns exec` execs, so the child's PID is iperf3's; killed on drop.
         let server = Command::new("ip")
-            .args(["netns", "exec", &self.server.name, "iperf3", "-s", "-1", "-p", port, "-B", &self.server_ip])
+            .args([
+                "netns",
+                "exec",
+                &self.server.name,
+                "iperf3",
+                "-s",
+                "-1",
+                "-p",
+                port,
+                "-B",
+                &self.server_ip,
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

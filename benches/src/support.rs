@@ -91,7 +91,9 @@ impl Switch {
         let sw = self.netns.name.as_str();
         run(
             "ip",
-            &["-n", sw, "link", "add", &port, "type", "veth", "peer", "name", ifname, "netns", &ns.name],
+            &[
+                "-n", sw, "link", "add", &port, "type", "veth", "peer", "name", ifname, "netns", &ns.name,
+            ],
         );
         run("ip", &["-n", sw, "link", "set", &port, "master", "br0", "up"]);
         run("ip", &["-n", &ns.name, "addr", "add", cidr, "dev", ifname]);
