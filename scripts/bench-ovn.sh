@@ -3,7 +3,7 @@
 # ADD latency with eth0+eth1 vs eth0 only, eth1 cross-node ping/iperf3 of lanes-made pods vs
 # pods wired by hand on the same OVN, lanesd RSS. See benches/src/ovn_latency.rs.
 # Self-contained: everything it makes (netns, daemons, temp dirs) is removed on exit, also on
-# failure or Ctrl-C. Env: OVN_BENCH_PODS (50), OVN_BENCH_ROUNDS (4), OVN_BENCH_IPERF_SECS (4),
+# failure or Ctrl-C. Env: OVN_BENCH_PODS (50), OVN_BENCH_ROUNDS (6), OVN_BENCH_IPERF_SECS (4),
 # OVN_BENCH_LOGS=<dir> (keep the daemons' logs there), OVN_BENCH_BUILD=0 (skip cargo build).
 set -euo pipefail
 cd "$(dirname "$0")/.."

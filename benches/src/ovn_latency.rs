@@ -8,22 +8,25 @@
 //!    does, until it exits), for 50 pods with eth0 + eth1 (the seed's `yusur-ovn` NAD; the pod
 //!    documents carry the annotation) alternating between the two nodes — this includes lanesd's
 //!    wait for `ovn-installed` — then for 50 eth0-only pods as the reference. Also lanesd's own
-//!    view from its metrics (mean in-daemon ADD time, mean ovn-installed wait), and the OVN
-//!    floor: the notes' hand recipe (lsp-add + veth + ovs-vsctl add-port + ovn-installed) timed
-//!    for 10 pods.
+//!    view from its metrics (mean in-daemon ADD time, mean ovn-installed wait), and the notes'
+//!    hand recipe as a script (ovn-nbctl lsp-add, ip/ethtool, ovs-vsctl add-port, polling for
+//!    ovn-installed) timed by step for 10 pods: its add-port -> ovn-installed step is what OVN
+//!    itself takes.
 //! 2. eth1 across nodes: ping RTT (`ping -c 50 -i 0.01`) and iperf3 (TCP, 1 stream, 4 s)
 //!    between two lanes-made pods on different nodes and, in the same run, between two pods
 //!    wired by hand on the same OVN exactly as `shared/notes/ovn-lab.md` does it (static LSP
 //!    addresses, veth, add-port with iface-id, `ethtool -K eth0 tx off`), interleaved A/B/B/A
-//!    over a few rounds to spread the noise of a shared box evenly; ratios lanes/hand.
+//!    over 6 rounds to spread the noise of a shared box evenly; ratios lanes/hand (of the
+//!    medians, and per round, where both runs saw the same load).
 //! 3. lanesd RSS per node: idle, with the 50 eth0+eth1 pods attached (25 per node), and with
 //!    the 50 eth0-only pods on top.
 //!
 //! Then every pod is DELeted through the shim (timed) and leftovers (LSPs, OVS ports) counted.
 //!
 //! Usage (as root, in the root netns; it makes its own): ovn-latency <lanes-cni> <lanesd> <workdir>
-//! Env: LANES_BENCH_TAG (netns name prefix), OVN_BENCH_PODS (50), OVN_BENCH_ROUNDS (4),
-//! OVN_BENCH_IPERF_SECS (4).
+//! Env: LANES_BENCH_TAG (netns name prefix), OVN_BENCH_PODS (50), OVN_BENCH_ROUNDS (6),
+//! OVN_BENCH_IPERF_SECS (4), OVN_BENCH_LOGS=<dir> (keep every daemon's log there), and
+//! lanesd's own LANES_LOG (e.g. `info,ovn_bridge=trace` to see each OVSDB transaction).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -74,7 +77,7 @@ fn main() {
         assert!(found, "ovn-latency needs `{t}`");
     }
     let pods_n = env_usize("OVN_BENCH_PODS", 50);
-    let rounds = env_usize("OVN_BENCH_ROUNDS", 4);
+    let rounds = env_usize("OVN_BENCH_ROUNDS", 6);
     let iperf_secs = env_usize("OVN_BENCH_IPERF_SECS", 4);
 
     // ---- lab (drop order: pods, lanesd, OVN nodes, node netns, central, switches) --------
@@ -268,23 +271,31 @@ fn main() {
     let summary = |name: &str| {
         let v = &res[name];
         let min = v.iter().map(|(p, _)| p.min).fold(f64::INFINITY, f64::min);
-        let avg = pct(&v.iter().map(|(p, _)| p.avg).collect::<Vec<_>>(), 0.5);
-        let gbps = pct(&v.iter().map(|(_, i)| i.gbps).collect::<Vec<_>>(), 0.5);
+        let avg = median(&v.iter().map(|(p, _)| p.avg).collect::<Vec<_>>());
+        let gbps = median(&v.iter().map(|(_, i)| i.gbps).collect::<Vec<_>>());
         (min, avg, gbps)
     };
     let (l, h) = (summary("lanes"), summary("hand"));
     for (name, s) in [("lanes", l), ("hand", h)] {
         println!(
-            "{name:<5} (median of {rounds}) rtt min {:.3} ms avg {:.3} ms  iperf3 {:.3} Gbit/s",
+            "{name:<5} (over {rounds} rounds) rtt min {:.3} ms, median avg {:.3} ms; iperf3 median {:.3} Gbit/s",
             s.0, s.1, s.2
         );
     }
+    // Each round's lanes and hand runs are back to back, so their ratio sees the same load.
+    let paired: Vec<f64> = res["lanes"]
+        .iter()
+        .zip(&res["hand"])
+        .map(|((_, a), (_, b))| a.gbps / b.gbps)
+        .collect();
     println!(
-        "ratio lanes/hand: rtt min {:.2}x  rtt avg {:.2}x  throughput {:.2}x (target >= 0.95: {})",
+        "ratio lanes/hand: rtt min {:.2}x  rtt avg {:.2}x  throughput {:.2}x (target >= 0.95: {}); per-round throughput ratios {} (median {:.2}x)",
         l.0 / h.0,
         l.1 / h.1,
         l.2 / h.2,
-        if l.2 / h.2 >= 0.95 { "OK" } else { "BELOW" }
+        if l.2 / h.2 >= 0.95 { "OK" } else { "BELOW" },
+        paired.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" "),
+        median(&paired)
     );
 
     // ---- 3. RSS --------------------------------------------------------------------------
@@ -393,6 +404,18 @@ spec:
         ));
     }
     s
+}
+
+/// The median (the mean of the middle two for an even count).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn hand_addr(i: usize) -> (String, String) {
