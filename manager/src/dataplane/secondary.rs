@@ -112,7 +112,11 @@ async fn configure(pod: &Netlink, spec: &SecondarySpec) -> Result<()> {
         pod.addr_replace(link.index, &link.name, *a).await?;
     }
     pod.link_set_up(link.index, &link.name).await?;
-    checksum_offload_off(&spec.netns, &spec.ifname)?;
+    // ethtool is a process and a netns switch: keep it off the async workers.
+    let (netns, ifname) = (spec.netns.clone(), spec.ifname.clone());
+    tokio::task::spawn_blocking(move || checksum_offload_off(&netns, &ifname))
+        .await
+        .map_err(|e| Error::Invalid(format!("ethtool task: {e}")))??;
     // This interface's own table, and the rule that sends its replies there.
     for a in &spec.addresses {
         let IpNet::V4(v4) = a else { continue };
