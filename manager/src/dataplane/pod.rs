@@ -36,6 +36,7 @@ pub struct PodLinks {
     pub host_mac: String,
     pub container_mac: String,
     pub container_ifindex: u32,
+    pub host_ifindex: u32,
 }
 
 impl PodSpec {
@@ -124,26 +125,38 @@ impl Dataplane {
         join_setup(self.rt.spawn(setup(host, rt, spec))).await
     }
 
-    /// The first half of [`Dataplane::setup_pod`]: only the veth pair (`ip link add … type veth
-    /// peer … netns …`), no addresses, so it can run while IPAM persists the address.
-    /// Follow with [`Dataplane::configure_pod`], or [`Dataplane::remove_pod_link`] to undo.
-    pub async fn create_pod_link(&self, spec: &PodSpec) -> Result<()> {
+    /// The first half of [`Dataplane::setup_pod`]: the veth pair (`ip link add … type veth
+    /// peer … netns …`) and everything that needs no address (links up, proxy ARP, the pod's
+    /// gateway and default routes, the gateway neighbour), so it runs while IPAM persists the
+    /// address. Follow with [`Dataplane::configure_pod`], or [`Dataplane::remove_pod_link`].
+    pub async fn create_pod_link(&self, spec: &PodSpec) -> Result<PodLinks> {
         spec.validate_link()?;
         let (host, rt, spec) = (self.host.clone(), self.rt.clone(), spec.clone());
-        join_setup(self.rt.spawn(async move { create(&host, &rt, &spec).await.map(drop) })).await
+        join_setup(self.rt.spawn(async move {
+            let pod = create(&host, &rt, &spec).await?;
+            match prepare(&host, &pod, &spec).await {
+                Ok(links) => Ok(links),
+                Err(err) => {
+                    rollback(&host, &spec.host_ifname).await;
+                    Err(err)
+                }
+            }
+        }))
+        .await
     }
 
-    /// The second half: addresses, routes, sysctls and the gateway neighbour on a veth made by
+    /// The second half: the pod's address and the node's /32 route to it (`ip addr add`,
+    /// `ip route replace <addr>/32 dev <host>`), on links made by
     /// [`Dataplane::create_pod_link`]. On failure the veth is deleted.
-    pub async fn configure_pod(&self, spec: &PodSpec) -> Result<PodLinks> {
+    pub async fn configure_pod(&self, spec: &PodSpec, links: &PodLinks) -> Result<PodLinks> {
         spec.validate()?;
-        let (host, rt, spec) = (self.host.clone(), self.rt.clone(), spec.clone());
+        let (host, rt, spec, links) = (self.host.clone(), self.rt.clone(), spec.clone(), links.clone());
         join_setup(self.rt.spawn(async move {
             let ns = netns::open(&spec.netns)?;
             let pod = netns::netlink_in_file(&ns, &spec.netns, &rt)?;
             drop(ns);
-            match configure(&host, &pod, &spec).await {
-                Ok(links) => Ok(links),
+            match address(&host, &pod, &spec, &links).await {
+                Ok(()) => Ok(links),
                 Err(err) => {
                     rollback(&host, &spec.host_ifname).await;
                     Err(err)
@@ -270,35 +283,43 @@ async fn create(host: &Netlink, rt: &tokio::runtime::Handle, spec: &PodSpec) -> 
 /// Step 2 (node side) and step 3 (pod side), concurrently: they touch different netns and
 /// neither needs the other's results.
 async fn configure(host: &Netlink, pod: &Netlink, spec: &PodSpec) -> Result<PodLinks> {
-    let (host_link, pod_link) = futures::try_join!(configure_host(host, spec), configure_pod(pod, spec))?;
+    let prepared = prepare(host, pod, spec).await?;
+    address(host, pod, spec, &prepared).await?;
+    Ok(prepared)
+}
+
+/// Everything that does not need the pod's address: both ends up, proxy ARP,
+/// the pod's gateway and default routes and the gateway neighbour. Runs while
+/// IPAM persists the address.
+async fn prepare(host: &Netlink, pod: &Netlink, spec: &PodSpec) -> Result<PodLinks> {
+    let (host_link, pod_link) = futures::try_join!(prepare_host(host, spec), prepare_pod(pod, spec))?;
     let host_mac = host_link.mac.clone().unwrap_or_default();
     pod.neigh_replace_permanent(pod_link.index, &pod_link.name, POD_GATEWAY_V4.into(), &host_mac)
         .await?;
     Ok(PodLinks {
-        host_mac: host_link.mac.unwrap_or_default(),
+        host_mac,
         container_mac: pod_link.mac.unwrap_or_default(),
         container_ifindex: pod_link.index,
+        host_ifindex: host_link.index,
     })
 }
 
-async fn configure_host(host: &Netlink, spec: &PodSpec) -> Result<Link> {
+async fn prepare_host(host: &Netlink, spec: &PodSpec) -> Result<Link> {
     let link = existing(host, &spec.host_ifname).await?;
     sysctl::enable_proxy_arp(&link.name)?;
     sysctl::disable_proxy_delay(&link.name)?;
-    for addr in &spec.addresses {
-        let what = format!("{addr} dev {} scope link proto 76", link.name);
-        host.route_replace(link_route_msg(*addr, link.index), &what).await?;
-    }
     Ok(link)
 }
 
-async fn configure_pod(pod: &Netlink, spec: &PodSpec) -> Result<Link> {
+async fn prepare_pod(pod: &Netlink, spec: &PodSpec) -> Result<Link> {
     let link = existing(pod, &spec.container_ifname).await?;
-    for addr in &spec.addresses {
-        pod.addr_replace(link.index, &link.name, *addr).await?;
-    }
-    pod.link_set_up(link.index, &link.name).await?;
-    pod.link_set_up(LOOPBACK_IFINDEX, "lo").await?;
+    // Up first: the kernel refuses routes through a device that is down.
+    let (up, lo) = futures::join!(
+        pod.link_set_up(link.index, &link.name),
+        pod.link_set_up(LOOPBACK_IFINDEX, "lo")
+    );
+    up?;
+    lo?;
     // Plain `add` like Calico: a route already there means someone else configured this pod.
     let gateway = IpNet::V4(Ipv4Net::from(POD_GATEWAY_V4));
     let what = format!("{gateway} dev {} scope link proto 76", link.name);
@@ -309,7 +330,26 @@ async fn configure_pod(pod: &Netlink, spec: &PodSpec) -> Result<Link> {
     Ok(link)
 }
 
-/// A link this call just created; its absence means someone deleted it under us.
+/// What needs the address: on the pod interface, and the node's /32 route to it.
+async fn address(host: &Netlink, pod: &Netlink, spec: &PodSpec, links: &PodLinks) -> Result<()> {
+    let on_pod = async {
+        for addr in &spec.addresses {
+            pod.addr_replace(links.container_ifindex, &spec.container_ifname, *addr)
+                .await?;
+        }
+        Ok::<_, Error>(())
+    };
+    let on_host = async {
+        for addr in &spec.addresses {
+            let what = format!("{addr} dev {} scope link proto 76", spec.host_ifname);
+            host.route_replace(link_route_msg(*addr, links.host_ifindex), &what)
+                .await?;
+        }
+        Ok::<_, Error>(())
+    };
+    futures::try_join!(on_pod, on_host).map(drop)
+}
+
 async fn existing(nl: &Netlink, name: &str) -> Result<Link> {
     nl.link_get(name).await?.ok_or_else(|| Error::Netlink {
         op: format!("get link {name}{}", nl.where_()),

@@ -53,8 +53,8 @@ pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8>,
     // The veth needs no address, so it is made while IPAM persists one
     // (the durable write and the link creation are the two slow steps).
     let (created, assigned) = tokio::join!(create_link(w, &spec), w.ipam.assign(alloc, &pools, policy));
-    let assigned = match (created, assigned) {
-        (Ok(()), Ok(a)) => a,
+    let (prepared, assigned) = match (created, assigned) {
+        (Ok(links), Ok(a)) => (links, a),
         (created, assigned) => {
             if created.is_ok() {
                 w.dataplane.remove_pod_link(&host_ifname).await;
@@ -71,7 +71,7 @@ pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8>,
     };
     let address = host_net(assigned.ip);
     spec.addresses = vec![address];
-    let links = match w.dataplane.configure_pod(&spec).await {
+    let links = match w.dataplane.configure_pod(&spec, &prepared).await {
         Ok(links) => links,
         Err(e) => {
             // configure_pod already removed the veth; give the address back.
@@ -138,7 +138,7 @@ pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8>,
 
 /// The veth for a new attachment. A veth left under the same name (a repeated
 /// ADD, or a crash mid-ADD) is replaced: the runtime owns this name.
-async fn create_link(w: &Workloads, spec: &PodSpec) -> Result<(), dataplane::Error> {
+async fn create_link(w: &Workloads, spec: &PodSpec) -> Result<dataplane::PodLinks, dataplane::Error> {
     match w.dataplane.create_pod_link(spec).await {
         Err(e) if e.errno() == Some(libc_eexist()) => {
             w.dataplane.teardown_pod(&spec.host_ifname, &[]).await?;

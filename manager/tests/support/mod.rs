@@ -17,6 +17,31 @@ use serde_json::Value;
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
+/// Nodes using each test dir; the last one to go removes it.
+static DIR_USERS: std::sync::Mutex<Vec<(PathBuf, usize)>> = std::sync::Mutex::new(Vec::new());
+
+fn dir_acquire(dir: &Path) {
+    let mut users = DIR_USERS.lock().unwrap_or_else(|p| p.into_inner());
+    match users.iter_mut().find(|(d, _)| d == dir) {
+        Some((_, n)) => *n += 1,
+        None => users.push((dir.to_path_buf(), 1)),
+    }
+}
+
+fn dir_release(dir: &Path) {
+    let mut users = DIR_USERS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(i) = users.iter().position(|(d, _)| d == dir) {
+        users[i].1 -= 1;
+        if users[i].1 == 0 {
+            users.remove(i);
+            // Kept on failure: the logs in it are what one reads next.
+            if !std::thread::panicking() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
 /// Skip (or fail under CI) unless we are root and `tools` are on PATH.
 pub fn prerequisites(test: &str, tools: &[&str]) -> bool {
     let mut missing = Vec::new();
@@ -250,6 +275,7 @@ impl Node {
     /// `start` false leaves lanesd to the caller.
     pub fn prepared(name: &str, dir: &Path, store: &Path, netns: Netns, args: &[&str], start: bool) -> Node {
         let run_dir = dir.join(format!("run-{name}"));
+        dir_acquire(dir);
         let mut n = Node {
             name: name.into(),
             netns,
@@ -403,6 +429,7 @@ impl Drop for Node {
         if std::thread::panicking() {
             eprintln!("--- lanesd {} log ---\n{}", self.name, self.log());
         }
+        dir_release(&self.dir);
     }
 }
 
