@@ -5,6 +5,9 @@
 //! ptp's host side both wire into it, so neither pays for an extra `ip netns
 //! exec`.
 //!
+//! Sequential calls alternate between the two plugins pod by pod, so a
+//! change in load during the run hits both alike.
+//!
 //! Prints p50/p99 for 200 sequential ADDs and DELs and 100 concurrent ADDs
 //! and DELs, the wall time of the concurrent batch, the ratios, lanesd's RSS
 //! after 100 pods, and cnidriver's in-process averages for both.
@@ -84,18 +87,40 @@ fn main() {
         ),
         env: vec![("CNI_PATH".into(), "/usr/lib/cni".into())],
     };
-    let pods = Pods::new(SEQ.max(CONC));
+    // Each plugin has its own pods (both name the interface eth0).
+    let half = SEQ.max(CONC);
+    let pods = Pods::new(2 * half);
+    let offsets = [0, half];
+    // Sequential ADDs and DELs alternate between the two plugins, pod by pod,
+    // so a change in the machine's load hits both alike.
+    let (mut add, mut del) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    for i in 0..SEQ {
+        for (k, p) in [&ptp, &lanes].into_iter().enumerate() {
+            add[k].push(exec(p, "ADD", &format!("seq{i}"), &pods.path(offsets[k] + i)));
+        }
+    }
+    for i in 0..SEQ {
+        for (k, p) in [&ptp, &lanes].into_iter().enumerate() {
+            del[k].push(exec(p, "DEL", &format!("seq{i}"), &pods.path(offsets[k] + i)));
+        }
+    }
     let mut rows = Vec::new();
-    for p in [&ptp, &lanes] {
-        rows.push(measure(p, &pods));
+    for (k, p) in [&ptp, &lanes].into_iter().enumerate() {
+        rows.push(measure(
+            p,
+            &pods,
+            offsets[k],
+            std::mem::take(&mut add[k]),
+            std::mem::take(&mut del[k]),
+        ));
         if p.name == "lanes-cni" {
             // RSS with 100 pods attached.
             for i in 0..CONC {
-                exec(p, "ADD", &format!("rss{i}"), &pods.path(i));
+                exec(p, "ADD", &format!("rss{i}"), &pods.path(half + i));
             }
             println!("lanesd RSS after {CONC} pods: {:.1} MB", rss_mb(daemon.0.id()));
             for i in 0..CONC {
-                exec(p, "DEL", &format!("rss{i}"), &pods.path(i));
+                exec(p, "DEL", &format!("rss{i}"), &pods.path(half + i));
             }
         }
     }
@@ -162,20 +187,13 @@ struct Row {
     cwall: f64,
 }
 
-fn measure(p: &Plugin, pods: &Pods) -> Row {
-    let mut add = Vec::new();
-    let mut del = Vec::new();
-    for i in 0..SEQ {
-        add.push(exec(p, "ADD", &format!("seq{i}"), &pods.path(i)));
-    }
-    for i in 0..SEQ {
-        del.push(exec(p, "DEL", &format!("seq{i}"), &pods.path(i)));
-    }
+/// The concurrent batches of one plugin, with its sequential samples.
+fn measure(p: &Plugin, pods: &Pods, offset: usize, add: Vec<f64>, del: Vec<f64>) -> Row {
     let run_batch = |verb: &'static str| {
         let start = Instant::now();
         let threads: Vec<_> = (0..CONC)
             .map(|i| {
-                let (bin, conf, env, path) = (p.bin.clone(), p.conf.clone(), p.env.clone(), pods.path(i));
+                let (bin, conf, env, path) = (p.bin.clone(), p.conf.clone(), p.env.clone(), pods.path(offset + i));
                 let plugin = Plugin {
                     name: "",
                     bin,
