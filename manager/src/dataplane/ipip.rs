@@ -11,7 +11,6 @@
 //! (see [`super::encap`] and [`Dataplane::sync_encap`]). This needs the kernel's `ipip` module
 //! (`CONFIG_NET_IPIP`); without it creation fails with `EOPNOTSUPP` ("Unknown device type").
 
-use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
@@ -123,24 +122,18 @@ impl Dataplane {
         let link = match existing {
             Some(link) if !link.must_recreate(dev) => link,
             stale => {
-                if let Some(old) = stale {
-                    self.host.link_del(old.index, &dev.name).await?;
-                }
                 let what = format!(
                     "add link {} type ipip local {}{}",
                     dev.name,
                     dev.local,
                     self.host.where_()
                 );
-                self.host.link_add(ipip_msg(dev), &what).await?;
                 changed = true;
-                let created = self.host.link_message(&dev.name).await?;
-                created
-                    .map(|m| IpipLink::from_message(&m))
-                    .ok_or_else(|| Error::Netlink {
-                        op: format!("get link {}", dev.name),
-                        source: io::Error::from_raw_os_error(Errno::ENODEV as i32),
-                    })?
+                let created = self
+                    .host
+                    .link_recreate(stale.map(|old| old.index), &dev.name, ipip_msg(dev), &what)
+                    .await?;
+                IpipLink::from_message(&created)
             }
         };
         if let Some(ip) = dev.tunnel_ip {

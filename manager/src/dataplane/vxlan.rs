@@ -145,9 +145,6 @@ impl Dataplane {
         let link = match existing {
             Some(link) if !link.must_recreate(dev) => link,
             stale => {
-                if let Some(old) = stale {
-                    self.host.link_del(old.index, &dev.name).await?;
-                }
                 let what = format!(
                     "add link {} type vxlan id {} local {} dstport {} nolearning{}",
                     dev.name,
@@ -156,15 +153,12 @@ impl Dataplane {
                     dev.port,
                     self.host.where_()
                 );
-                self.host.link_add(vxlan_msg(dev), &what).await?;
                 changed = true;
-                let created = self.host.link_message(&dev.name).await?;
-                created
-                    .map(|m| VxlanLink::from_message(&m))
-                    .ok_or_else(|| Error::Netlink {
-                        op: format!("get link {}", dev.name),
-                        source: io::Error::from_raw_os_error(Errno::ENODEV as i32),
-                    })?
+                let created = self
+                    .host
+                    .link_recreate(stale.map(|old| old.index), &dev.name, vxlan_msg(dev), &what)
+                    .await?;
+                VxlanLink::from_message(&created)
             }
         };
         match sysctl::ensure(&format!("net/ipv6/conf/{}/disable_ipv6", dev.name), "1") {
@@ -216,6 +210,26 @@ impl Netlink {
                 err => Err(err),
             },
         }
+    }
+
+    /// Replace a tunnel device the kernel cannot change in place: `ip link del` the stale one
+    /// (by index, if any), `ip link add` from `msg`, and return the new link as the kernel
+    /// reports it.
+    pub(crate) async fn link_recreate(
+        &self,
+        stale: Option<u32>,
+        name: &str,
+        msg: LinkMessage,
+        what: &str,
+    ) -> Result<LinkMessage> {
+        if let Some(index) = stale {
+            self.link_del(index, name).await?;
+        }
+        self.link_add(msg, what).await?;
+        self.link_message(name).await?.ok_or_else(|| Error::Netlink {
+            op: format!("get link {name}"),
+            source: io::Error::from_raw_os_error(Errno::ENODEV as i32),
+        })
     }
 
     /// `ip link set ...` for a prebuilt message (`RTM_NEWLINK` without `NLM_F_CREATE`).
