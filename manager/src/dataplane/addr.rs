@@ -2,7 +2,6 @@
 
 use std::net::IpAddr;
 
-use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 
@@ -42,14 +41,11 @@ impl Netlink {
     pub async fn addr_list(&self, index: u32, name: &str) -> Result<Vec<IpNet>> {
         // The kernel dumps all interfaces' addresses; rtnetlink filters by index client side.
         let msgs: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| Error::netlink(format!("list addresses dev {name}{}", self.where_()), e))?;
+            .dump(
+                || format!("list addresses dev {name}{}", self.where_()),
+                |h| h.address().get().set_link_index_filter(index).execute(),
+            )
+            .await?;
         Ok(msgs.iter().filter_map(address_of).collect())
     }
 }

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::Ipv4Addr;
 
-use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use nix::errno::Errno;
 use rtnetlink::packet_route::route::{
@@ -177,13 +176,11 @@ impl Netlink {
         let mut query = RouteMessage::default();
         query.header.address_family = AddressFamily::Inet;
         let msgs: Vec<RouteMessage> = self
-            .handle
-            .route()
-            .get(query)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| Error::netlink(format!("list routes{}", self.where_()), e))?;
+            .dump(
+                || format!("list routes{}", self.where_()),
+                |h| h.route().get(query).execute(),
+            )
+            .await?;
         Ok(msgs.iter().filter_map(EncapRoute::from_message).collect())
     }
 

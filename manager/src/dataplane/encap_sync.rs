@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::Ipv4Addr;
 
-use futures::TryStreamExt;
 use nix::errno::Errno;
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -155,14 +154,11 @@ impl Dataplane {
 impl Netlink {
     async fn neigh_dump_dev(&self, family: AddressFamily, index: u32, what: &str) -> Result<Vec<NeighbourMessage>> {
         let msgs: Vec<NeighbourMessage> = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(family)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| Error::netlink(format!("list {what}{}", self.where_()), e))?;
+            .dump(
+                || format!("list {what}{}", self.where_()),
+                |h| h.neighbours().get().set_address_family(family).execute(),
+            )
+            .await?;
         Ok(msgs.into_iter().filter(|m| m.header.ifindex == index).collect())
     }
 

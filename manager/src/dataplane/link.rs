@@ -102,13 +102,8 @@ impl Netlink {
     /// `ip link show`: every link in this netns.
     pub async fn link_dump(&self) -> Result<Vec<Link>> {
         let msgs: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| Error::netlink(format!("list links{}", self.where_()), e))?;
+            .dump(|| format!("list links{}", self.where_()), |h| h.link().get().execute())
+            .await?;
         Ok(msgs.iter().filter_map(Link::from_message).collect())
     }
 

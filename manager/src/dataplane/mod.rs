@@ -55,6 +55,7 @@ mod tests;
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -203,12 +204,38 @@ pub struct Netlink {
     handle: rtnetlink::Handle,
     /// `None` for the netns the daemon runs in, else the pod's netns path.
     ns: Option<PathBuf>,
+    /// Held for the whole of a dump: the kernel runs one dump per socket at a time and answers a
+    /// second one with `EBUSY`, which concurrent tasks sharing this handle (GC next to the
+    /// startup reconcile, say) would otherwise see.
+    dumps: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Netlink {
     /// Wraps a handle whose socket was opened in `ns` (`None`: the daemon's own netns).
     pub fn new(handle: rtnetlink::Handle, ns: Option<PathBuf>) -> Self {
-        Netlink { handle, ns }
+        Netlink {
+            handle,
+            ns,
+            dumps: Arc::default(),
+        }
+    }
+
+    /// Runs one dump request built by `request` and collects every reply; `op` names it in errors.
+    /// The request is only sent once this handle's dump turn has come (see `dumps`).
+    pub(crate) async fn dump<T, S>(
+        &self,
+        op: impl FnOnce() -> String,
+        request: impl FnOnce(&rtnetlink::Handle) -> S,
+    ) -> Result<Vec<T>>
+    where
+        S: futures::Stream<Item = std::result::Result<T, rtnetlink::Error>>,
+    {
+        use futures::TryStreamExt;
+        let _turn = self.dumps.lock().await;
+        request(&self.handle)
+            .try_collect()
+            .await
+            .map_err(|e| Error::netlink(op(), e))
     }
 
     /// Suffix for error messages: `" in /run/netns/x"`, or nothing for the node netns.

@@ -3,7 +3,6 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use futures::TryStreamExt;
 use ipnet::IpNet;
 use nix::errno::Errno;
 use rtnetlink::packet_route::route::{RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
@@ -168,13 +167,11 @@ impl Netlink {
         // AF_UNSPEC makes the kernel walk every family in one dump. Without strict checking it
         // ignores the header fields as filters, so filtering happens here.
         let msgs: Vec<RouteMessage> = self
-            .handle
-            .route()
-            .get(RouteMessage::default())
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| Error::netlink(format!("list routes{}", self.where_()), e))?;
+            .dump(
+                || format!("list routes{}", self.where_()),
+                |h| h.route().get(RouteMessage::default()).execute(),
+            )
+            .await?;
         Ok(msgs.iter().filter_map(Route::from_message).collect())
     }
 }

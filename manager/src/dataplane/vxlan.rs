@@ -246,14 +246,11 @@ impl Netlink {
     /// family on it. Returns whether anything changed.
     pub(crate) async fn addr_set_exactly(&self, index: u32, name: &str, net: IpNet) -> Result<bool> {
         let msgs: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| Error::netlink(format!("list addresses dev {name}{}", self.where_()), e))?;
+            .dump(
+                || format!("list addresses dev {name}{}", self.where_()),
+                |h| h.address().get().set_link_index_filter(index).execute(),
+            )
+            .await?;
         let mut present = false;
         let mut changed = false;
         for msg in msgs {

@@ -283,3 +283,35 @@ fn host_ifname_is_stable_and_fits() {
     assert_eq!(host_ifname(&long_id, "net1"), "lan5b7070cb10e");
     assert!(host_ifname(&long_id, "eth0").len() <= crate::dataplane::MAX_IFNAME_LEN);
 }
+
+/// Dumps from many tasks on one handle all succeed: without the per-handle dump turn the kernel
+/// refuses every dump that starts while another runs on the same socket (`EBUSY`). Only reads
+/// the current netns, so it needs no root.
+#[test]
+fn concurrent_dumps_on_one_handle_take_turns() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (connection, handle, _) = rtnetlink::new_connection().unwrap();
+        tokio::spawn(connection);
+        let nl = super::Netlink::new(handle, None);
+        let tasks: Vec<_> = (0..32)
+            .map(|i| {
+                let nl = nl.clone();
+                tokio::spawn(async move {
+                    if i % 2 == 0 {
+                        nl.link_dump().await.map(|links| links.len())
+                    } else {
+                        nl.route_dump().await.map(|routes| routes.len())
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            let n = task.await.unwrap().expect("a dump failed");
+            assert!(n > 0, "every netns has lo and its routes");
+        }
+    });
+}
