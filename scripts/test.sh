@@ -11,6 +11,17 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The integration tests exec the shim binary, so build every binary first.
 cargo build --workspace
+# The committed CRDs are what the Rust types generate; every manifest validates offline.
+target/debug/crdgen --check examples/kubernetes/crds
+if [ -x "${LANES_VENV:-/opt/lanes-venv}/bin/kubernetes-validate" ]; then
+  scripts/validate-manifests.sh
+  scripts/validate-manifests.sh --self-test
+elif [ "${CI:-}" = true ]; then
+  echo "manifest validation: kubernetes-validate missing (scripts/install-deps.sh installs it)" >&2
+  exit 1
+else
+  echo "SKIP manifest validation: no kubernetes-validate (run scripts/install-deps.sh as root)"
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

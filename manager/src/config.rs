@@ -40,7 +40,19 @@ pub enum DatastoreType {
 pub struct DatastoreConfig {
     #[serde(rename = "type")]
     pub kind: DatastoreType,
+    /// file: the resources and `state/`; kubernetes: local files only (BGP secrets under
+    /// `secrets/<name>/<key>`, e.g. a mounted Secret).
     pub path: PathBuf,
+    /// kubernetes: a kubeconfig file; empty = the in-cluster service account.
+    pub kubeconfig: PathBuf,
+    /// kubernetes: client-side requests per second (0 = unlimited) and burst; watches are exempt.
+    pub qps: f64,
+    pub burst: u32,
+    /// kubernetes: deadline of each API call, in milliseconds.
+    pub timeout_ms: u64,
+    /// kubernetes: read Calico's `crd.projectcalico.org/v1` IPPool, BGPConfiguration and BGPPeer
+    /// (read-only) instead of `lanes.dev/v1` ones, to take over a Calico cluster's settings.
+    pub calico_resources: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +109,11 @@ impl Default for DatastoreConfig {
         DatastoreConfig {
             kind: DatastoreType::File,
             path: "/var/lib/lanes/store".into(),
+            kubeconfig: PathBuf::new(),
+            qps: 50.0,
+            burst: 100,
+            timeout_ms: 10_000,
+            calico_resources: false,
         }
     }
 }
@@ -144,6 +161,16 @@ pub struct Overrides {
     pub datastore_type: Option<DatastoreType>,
     #[arg(long)]
     pub datastore_path: Option<PathBuf>,
+    #[arg(long)]
+    pub datastore_kubeconfig: Option<PathBuf>,
+    #[arg(long)]
+    pub datastore_qps: Option<f64>,
+    #[arg(long)]
+    pub datastore_burst: Option<u32>,
+    #[arg(long)]
+    pub datastore_timeout_ms: Option<u64>,
+    #[arg(long)]
+    pub datastore_calico_resources: Option<bool>,
     #[arg(long)]
     pub socket: Option<PathBuf>,
     #[arg(long)]
@@ -221,6 +248,11 @@ impl Config {
         set(&mut self.node_name, o.node_name);
         set(&mut self.datastore.kind, o.datastore_type);
         set(&mut self.datastore.path, o.datastore_path);
+        set(&mut self.datastore.kubeconfig, o.datastore_kubeconfig);
+        set(&mut self.datastore.qps, o.datastore_qps);
+        set(&mut self.datastore.burst, o.datastore_burst);
+        set(&mut self.datastore.timeout_ms, o.datastore_timeout_ms);
+        set(&mut self.datastore.calico_resources, o.datastore_calico_resources);
         set(&mut self.socket, o.socket);
         set(&mut self.listen, o.listen);
         set(&mut self.run_dir, o.run_dir);
@@ -261,16 +293,31 @@ impl Config {
             ));
         }
         match self.datastore.kind {
-            DatastoreType::File => {}
-            other => {
+            DatastoreType::File | DatastoreType::Kubernetes => {}
+            DatastoreType::Etcd => {
                 return Err(invalid(
                     "datastore.type",
-                    &format!("{other:?} is not supported yet; use file").to_lowercase(),
+                    "etcd is not supported yet; use file or kubernetes",
                 ))
             }
         }
         if self.datastore.path.as_os_str().is_empty() {
-            return Err(invalid("datastore.path", "must be set for the file datastore"));
+            return Err(invalid(
+                "datastore.path",
+                "must be set (kubernetes: for local files such as BGP secrets)",
+            ));
+        }
+        if !(self.datastore.qps.is_finite() && self.datastore.qps >= 0.0) {
+            return Err(invalid(
+                "datastore.qps",
+                &format!("{} is not a rate >= 0", self.datastore.qps),
+            ));
+        }
+        if !(100..=300_000).contains(&self.datastore.timeout_ms) {
+            return Err(invalid(
+                "datastore.timeoutMs",
+                &format!("{} is outside 100..300000", self.datastore.timeout_ms),
+            ));
         }
         if !self.socket.is_absolute() {
             return Err(invalid(
@@ -373,6 +420,11 @@ metrics: ""
             ("nodeName: a\ndatastore:\n  type: etcd", "datastore.type"),
             ("nodeName: a\nprimary:\n  mtu: 10", "primary.mtu"),
             ("nodeName: a\novn:\n  callTimeoutMs: 0", "ovn.callTimeoutMs"),
+            (
+                "nodeName: a\ndatastore:\n  type: kubernetes\n  qps: -1",
+                "datastore.qps",
+            ),
+            ("nodeName: a\ndatastore:\n  timeoutMs: 5", "datastore.timeoutMs"),
         ] {
             let err = Config::from_yaml(yaml).unwrap().finish().unwrap_err().to_string();
             assert!(err.contains(key), "{yaml}: {err}");

@@ -11,12 +11,14 @@ use tokio::sync::broadcast;
 use crate::api::{cni::CniService, node::NodeService, server};
 use crate::bgp::driver::{BgpDriver, DriverConfig};
 use crate::bgp::supervisor::{BirdConfig, Supervisor};
-use crate::config::Config;
+use crate::config::{Config, DatastoreType};
 use crate::dataplane::Dataplane;
 use crate::ipam::Ipam;
+use crate::k8s;
 use crate::metrics::Metrics;
 use crate::store::file::FileStore;
-use crate::workload::{reconcile, resources::ResourceWatcher, BlackholeHooks, Workloads};
+use crate::store::StateStore;
+use crate::workload::{reconcile, resources::ResourceWatcher, BlackholeHooks, Cluster, Workloads};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -51,8 +53,8 @@ pub async fn run(
         ))
     })?;
 
-    let store = Arc::new(FileStore::open(&cfg.datastore.path).map_err(setup("open the file datastore"))?);
-    let (watcher, resources, rejected) = ResourceWatcher::start(&cfg.datastore.path);
+    let (events, _) = broadcast::channel(1024);
+    let source = open_datastore(&cfg, &events).await?;
     let dataplane = Dataplane::new().await.map_err(setup("open netlink"))?;
     dataplane
         .ensure_ip_forwarding()
@@ -67,13 +69,8 @@ pub async fn run(
             .unwrap_or(1500),
         m => m,
     };
-    let ipam = Ipam::start(
-        &cfg.node_name,
-        store.clone(),
-        Arc::new(BlackholeHooks(dataplane.clone())),
-    )
-    .await
-    .map_err(setup("start IPAM"))?;
+    let store = source.store.clone();
+    let ipam = start_ipam(&cfg, store.clone(), &dataplane).await?;
     let ovn = if cfg.ovn.enabled {
         let ovn = crate::workload::secondary::Ovn::connect(&cfg.ovn, &cfg.node_name, &dataplane)
             .await
@@ -82,20 +79,23 @@ pub async fn run(
     } else {
         None
     };
-    let (events, _) = broadcast::channel(1024);
     let metrics = Arc::new(Metrics::new());
-    let workloads = Arc::new(Workloads::new(
+    let mut workloads = Workloads::new(
         cfg.node_name.clone(),
         Arc::new(ipam),
         dataplane,
-        resources,
+        source.resources.clone(),
         events.clone(),
         metrics.clone(),
         default_mtu,
         cfg.datastore.path.clone(),
         store.clone(),
         ovn,
-    ));
+    );
+    if let Some(cluster) = source.cluster.clone() {
+        workloads = workloads.with_cluster(cluster);
+    }
+    let workloads = Arc::new(workloads);
     let repairs = reconcile::reconcile(&workloads).await;
     // Secondary deletes left pending (OVN was down) are finished in the background.
     crate::workload::secondary::start_retry(&workloads);
@@ -129,7 +129,9 @@ pub async fn run(
     metrics
         .attachments
         .set(workloads.ipam.local_allocations().await.len() as i64);
-    tokio::spawn(watcher.run(events));
+    if let Some(watcher) = source.file_watcher {
+        tokio::spawn(watcher.run(events));
+    }
 
     let unix = server::bind_unix(&cfg.socket)
         .await
@@ -162,7 +164,7 @@ pub async fn run(
         },
         NodeService {
             workloads,
-            rejected,
+            rejected: source.rejected,
             bgp: cfg
                 .bgp
                 .enabled
@@ -180,4 +182,75 @@ pub async fn run(
     driver.shutdown().await;
     tracing::info!("lanesd stopped; pod networking left in place");
     served.map_err(DaemonError::from)
+}
+
+/// Where state and resources come from: the file datastore or the kubernetes one.
+struct Datastore {
+    store: Arc<dyn StateStore>,
+    resources: tokio::sync::watch::Receiver<Arc<crate::resources::Resources>>,
+    rejected: tokio::sync::watch::Receiver<Vec<String>>,
+    /// file: polls the store directory.
+    file_watcher: Option<ResourceWatcher>,
+    /// kubernetes: the caches, for pods, readiness and network-status.
+    cluster: Option<Arc<dyn Cluster>>,
+}
+
+async fn open_datastore(
+    cfg: &Config,
+    events: &broadcast::Sender<lanes_proto::v1::Event>,
+) -> Result<Datastore, DaemonError> {
+    match cfg.datastore.kind {
+        DatastoreType::Kubernetes => {
+            let client = k8s::client(&cfg.datastore).await.map_err(DaemonError::Setup)?;
+            let limits = Arc::new(k8s::limits(&cfg.datastore));
+            let started = k8s::caches::Caches::start(
+                client.clone(),
+                limits.clone(),
+                &cfg.node_name,
+                cfg.datastore.calico_resources,
+                events.clone(),
+            );
+            Ok(Datastore {
+                store: Arc::new(k8s::store::KubeStore::new(client, limits)),
+                resources: started.resources,
+                rejected: started.rejected,
+                file_watcher: None,
+                cluster: Some(started.caches),
+            })
+        }
+        _ => {
+            let store = FileStore::open(&cfg.datastore.path).map_err(setup("open the file datastore"))?;
+            let (watcher, resources, rejected) = ResourceWatcher::start(&cfg.datastore.path);
+            Ok(Datastore {
+                store: Arc::new(store),
+                resources,
+                rejected,
+                file_watcher: Some(watcher),
+                cluster: None,
+            })
+        }
+    }
+}
+
+/// IPAM reads every block at start. With the kubernetes datastore the API server may not be
+/// reachable yet (a node booting with the control plane): keep trying rather than crash-loop.
+async fn start_ipam(cfg: &Config, store: Arc<dyn StateStore>, dataplane: &Dataplane) -> Result<Ipam, DaemonError> {
+    let mut delay = std::time::Duration::from_millis(200);
+    loop {
+        match Ipam::start(
+            &cfg.node_name,
+            store.clone(),
+            Arc::new(BlackholeHooks(dataplane.clone())),
+        )
+        .await
+        {
+            Ok(ipam) => return Ok(ipam),
+            Err(e) if cfg.datastore.kind == DatastoreType::Kubernetes => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "IPAM cannot read the API server yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(10));
+            }
+            Err(e) => return Err(DaemonError::Setup(format!("start IPAM: {e}"))),
+        }
+    }
 }

@@ -12,6 +12,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod dataplane;
 pub mod ipam;
+pub mod k8s;
 pub mod metrics;
 pub mod nat;
 pub mod resources;

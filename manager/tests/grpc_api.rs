@@ -61,6 +61,9 @@ fn grpcurl_lists_and_calls_over_the_unix_socket() {
         ok && table.contains("default/web") && table.contains("grpc1"),
         "{table}"
     );
+    // What the DaemonSet's probes run.
+    let (ok, health) = node.lanesctl(&["health"]);
+    assert!(ok && health.contains("SERVING"), "{health}");
     let det = g(&["-d", r#"{"containerId":"grpc1"}"#, &sock, "lanes.v1.Node/Detach"]);
     assert!(det.contains("\"found\": true"), "{det}");
 }

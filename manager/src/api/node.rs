@@ -1,7 +1,7 @@
 //! `lanes.v1.Node`: attachments, IPAM views, node status and an event
 //! stream, for orchestrators and `lanesctl`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -73,52 +73,6 @@ pub fn network_status(atts: &[&pb::Attachment]) -> String {
         .map(|a| (a.network.clone(), status(a)))
         .collect();
     render_network_status(&pod_network_status(&default_name, primary.as_ref(), &secondaries))
-}
-
-impl NodeService {
-    async fn attachments(&self) -> Vec<pb::Attachment> {
-        let mut by_handle: BTreeMap<HandleKey, pb::Attachment> = BTreeMap::new();
-        for (ip, a, _) in self.workloads.ipam.local_allocations().await {
-            by_handle
-                .entry(a.handle())
-                .and_modify(|x| x.ips.push(ipnet::IpNet::from(ip).to_string()))
-                .or_insert_with(|| attachment_proto(ip, &a));
-        }
-        let mut atts: Vec<pb::Attachment> = by_handle.into_values().collect();
-        // Secondary (OVN) attachments: the network is the NAD, `namespace/name`.
-        for r in crate::workload::secondary::records(self.workloads.store.as_ref(), &self.workloads.node).await {
-            atts.push(pb::Attachment {
-                container_id: r.container_id.clone(),
-                ifname: r.ifname.clone(),
-                netns: r.netns.clone(),
-                pod_namespace: r.pod_namespace.clone(),
-                pod_name: r.pod_name.clone(),
-                host_ifname: r.host_ifname.clone(),
-                ips: r.ips.clone(),
-                mac: r.mac.clone(),
-                mtu: r.mtu,
-                network: r.nad.clone(),
-                ..Default::default()
-            });
-        }
-        // network-status is per pod: group by pod (or container when no pod is known).
-        let mut groups: HashMap<(String, String), Vec<usize>> = HashMap::new();
-        for (i, a) in atts.iter().enumerate() {
-            let key = if a.pod_name.is_empty() {
-                (String::new(), a.container_id.clone())
-            } else {
-                (a.pod_namespace.clone(), a.pod_name.clone())
-            };
-            groups.entry(key).or_default().push(i);
-        }
-        for idx in groups.values() {
-            let status = network_status(&idx.iter().map(|i| &atts[*i]).collect::<Vec<_>>());
-            for i in idx {
-                atts[*i].network_status = status.clone();
-            }
-        }
-        atts
-    }
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send + 'static>>;
@@ -198,6 +152,7 @@ impl Node for NodeService {
     ) -> Result<Response<pb::ListAttachmentsResponse>, Status> {
         let ns = req.into_inner().pod_namespace;
         let attachments = self
+            .workloads
             .attachments()
             .await
             .into_iter()
@@ -209,7 +164,8 @@ impl Node for NodeService {
     async fn get_attachment(&self, req: Request<pb::GetAttachmentRequest>) -> Result<Response<pb::Attachment>, Status> {
         let r = req.into_inner();
         let ifname = if r.ifname.is_empty() { "eth0" } else { &r.ifname };
-        self.attachments()
+        self.workloads
+            .attachments()
             .await
             .into_iter()
             .find(|a| a.container_id == r.container_id && a.ifname == ifname)

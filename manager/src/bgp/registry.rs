@@ -10,7 +10,7 @@ use crate::store::{to_value, StateStore, StoreError};
 
 pub const PREFIX: &str = "nodes/";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeRecord {
     pub name: String,

@@ -51,6 +51,8 @@ enum Cmd {
     Routes,
     /// Follow the node's events until interrupted.
     Events,
+    /// gRPC health check (what the DaemonSet's probes run): exit 0 when lanesd is serving.
+    Health,
 }
 
 #[derive(Subcommand)]
@@ -86,6 +88,10 @@ fn fail(msg: &str) -> ExitCode {
 }
 
 async fn connect(socket: &std::path::Path) -> Result<NodeClient<Channel>, String> {
+    Ok(NodeClient::new(channel(socket).await?))
+}
+
+async fn channel(socket: &std::path::Path) -> Result<Channel, String> {
     let path = socket.to_path_buf();
     let channel = tonic::transport::Endpoint::from_static("http://localhost")
         .connect_timeout(Duration::from_secs(3))
@@ -98,7 +104,24 @@ async fn connect(socket: &std::path::Path) -> Result<NodeClient<Channel>, String
         }))
         .await
         .map_err(|e| format!("connect to {}: {}", socket.display(), root_cause(&e)))?;
-    Ok(NodeClient::new(channel))
+    Ok(channel)
+}
+
+/// `grpc.health.v1.Health/Check` for the whole server.
+async fn health(socket: &std::path::Path) -> Result<(), String> {
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+    let mut client = HealthClient::new(channel(socket).await?);
+    let reply = tokio::time::timeout(Duration::from_secs(3), client.check(HealthCheckRequest::default()))
+        .await
+        .map_err(|_| "no health answer within 3 s".to_string())?
+        .map_err(rpc)?;
+    match reply.into_inner().status() {
+        ServingStatus::Serving => {
+            println!("SERVING");
+            Ok(())
+        }
+        other => Err(format!("{other:?}")),
+    }
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -114,6 +137,9 @@ fn rpc(e: tonic::Status) -> String {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    if matches!(args.command, Cmd::Health) {
+        return health(&args.socket).await;
+    }
     let mut c = connect(&args.socket).await?;
     let json = matches!(args.output, Output::Json);
     match args.command {
@@ -288,6 +314,7 @@ async fn run(args: Args) -> Result<(), String> {
             }
             print!("{}", t.render());
         }
+        Cmd::Health => unreachable!("answered above"),
         Cmd::Events => {
             let mut s = c.watch(pb::WatchRequest {}).await.map_err(rpc)?.into_inner();
             while let Some(ev) = s.next().await {

@@ -13,7 +13,7 @@ pub const BLOCKS_PREFIX: &str = "ipam/blocks/";
 
 /// A claim is `Pending` until the node has programmed the block's blackhole
 /// route, then `Confirmed`; only confirmed blocks are advertised or used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BlockState {
     Pending,
@@ -22,7 +22,7 @@ pub enum BlockState {
 
 /// Who holds an address and why; kept in the block like Calico's attributes,
 /// so ADD costs one datastore write and DEL/GC/restart can find everything.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Allocation {
     pub container_id: String,
@@ -72,16 +72,19 @@ impl std::fmt::Display for HandleKey {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Block {
+    #[schemars(with = "String")]
     pub cidr: IpNet,
     /// Node name; None for a block nobody owns (not produced today, but a
     /// released affinity must not make the block unreadable).
     pub affinity: Option<String>,
     pub state: BlockState,
     /// Ordinal (offset in the block) → holder.
+    // As a string-keyed map: Kubernetes' structural schemas have no patternProperties.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Allocation>")]
     pub allocations: BTreeMap<u32, Allocation>,
 }
 

@@ -108,16 +108,19 @@ fn parse_document(source: &str, index: usize, mut yaml: serde_yaml_ng::Value) ->
         .apply_merge()
         .map_err(|e| FieldError::new("", "", format!("YAML merge key: {e}")))
         .and_then(|()| yaml_to_json(yaml, ""));
-    let json = match json {
-        Ok(json) => json,
-        Err(e) => {
-            return ParsedDocument {
-                index,
-                key: None,
-                result: Err(e.reject(source, index, None, None)),
-            }
-        }
-    };
+    match json {
+        Ok(json) => parse_object(source, index, json),
+        Err(e) => ParsedDocument {
+            index,
+            key: None,
+            result: Err(e.reject(source, index, None, None)),
+        },
+    }
+}
+
+/// Parses and validates one object already in JSON form (e.g. from the Kubernetes API); `source`
+/// and `index` name it in rejections.
+pub fn parse_object(source: &str, index: usize, json: Value) -> ParsedDocument {
     let kind = json.get("kind").and_then(Value::as_str);
     let name = json.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str);
     let info = kind.and_then(|k| KINDS.iter().find(|i| i.written == k));

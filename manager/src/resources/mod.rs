@@ -34,7 +34,7 @@ use std::net::IpAddr;
 pub use bgpconfig::{BgpConfiguration, BgpSettings, BindMode, LogSeverity};
 pub use bgpfields::{CommunityValue, PasswordSource};
 pub use bgppeer::{BgpPeer, NextHopMode, NodeScope, PeerAddress, PeerTarget, ReversePeering, SourceAddress};
-pub use document::{parse_documents, parse_file, ParsedDocument};
+pub use document::{parse_documents, parse_file, parse_object, ParsedDocument};
 pub use ipamconfig::IpamConfig;
 pub use ippool::{AllowedUse, AssignmentMode, BgpExport, EncapMode, IpPool};
 pub use loader::{load_dir, LoadedFile, LoadedFiles, Loader, ReloadOutcome};

@@ -435,4 +435,16 @@ mod tests {
             .unwrap();
         assert_eq!(ev, WatchEvent::Deleted { key: "w/k".into() });
     }
+
+    /// The shared datastore contract (the kubernetes backend runs the same suite).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance() {
+        use crate::store::conformance as c;
+        let (_d, s) = store();
+        c::cas_lifecycle(&s).await;
+        c::folders(&s).await;
+        c::bad_keys(&s).await;
+        c::watch_sees_changes(&s).await;
+        c::concurrent_cas(std::sync::Arc::new(s)).await;
+    }
 }

@@ -6,6 +6,8 @@
 //! opaque string that changes on every write of a key, so `update` and
 //! `delete` can refuse to overwrite what someone else wrote since we read it.
 
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod file;
 
 use async_trait::async_trait;

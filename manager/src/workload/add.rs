@@ -22,6 +22,10 @@ pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8>,
     let mut result = conf.parsed_prev_result()?.unwrap_or_default();
 
     let res = w.resources();
+    let networks = match &pod {
+        Some(p) => pod_networks(w, &res, p).await?,
+        None => None,
+    };
     let pools = eligible_pools(&res, &w.node, conf)?;
     let policy = Policy {
         strict_affinity: res.ipam_config.strict_affinity,
@@ -92,6 +96,7 @@ pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8>,
                 IpAddr::V4(v4) => Some(v4),
                 IpAddr::V6(_) => None,
             },
+            networks,
         };
         match super::secondary::attach_selected(w, &ctx).await {
             Ok(extra) => secondary = extra,
@@ -133,7 +138,66 @@ pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8>,
         format!("{container_id} {ifname} {address} on {host_ifname}"),
         Some(attachment),
     );
+    if let (Some(cluster), Some(p)) = (&w.cluster, &pod) {
+        publish_network_status(w, cluster.as_ref(), p).await;
+    }
     Ok(result.to_bytes(version_of(conf)))
+}
+
+/// The pod's `k8s.v1.cni.cncf.io/networks`: from its Pod document (file datastore), or from the
+/// kubernetes caches, checked against `K8S_POD_UID` so an older pod of the same name never lends
+/// its selection.
+async fn pod_networks(
+    w: &Workloads,
+    res: &Resources,
+    pod: &crate::cni::PodIdentity,
+) -> Result<Option<String>, CniError> {
+    const KEY: &str = "k8s.v1.cni.cncf.io/networks";
+    let Some(cluster) = &w.cluster else {
+        return Ok(res
+            .pod(&pod.namespace, &pod.name)
+            .and_then(|p| p.annotation(KEY))
+            .map(str::to_string));
+    };
+    let what = format!("pod {}/{}", pod.namespace, pod.name);
+    let found = cluster
+        .pod(&pod.namespace, &pod.name, pod.uid.as_deref())
+        .await
+        .map_err(|e| CniError::try_again_later("cannot read the pod from the API server", e))?
+        .ok_or_else(|| {
+            CniError::try_again_later(
+                "pod not found",
+                format!("K8S_POD_NAMESPACE/K8S_POD_NAME: the API server has no {what}"),
+            )
+        })?;
+    if let (Some(want), Some(have)) = (pod.uid.as_deref(), found.uid.as_deref()) {
+        if want != have {
+            return Err(CniError::invalid_env(
+                "pod UID mismatch",
+                format!("K8S_POD_UID={want}, but {what} has UID {have} (recreated under the same name?)"),
+            ));
+        }
+    }
+    Ok(found.annotation(KEY).map(str::to_string))
+}
+
+/// Writes the pod's network-status once, after everything is wired. A failure is logged and
+/// sent as an event, not returned: the pod's networking works either way.
+async fn publish_network_status(w: &Workloads, cluster: &dyn super::Cluster, pod: &crate::cni::PodIdentity) {
+    let Some(uid) = pod.uid.as_deref() else { return };
+    let atts = w.attachments().await;
+    let mine: Vec<_> = atts
+        .iter()
+        .filter(|a| a.pod_namespace == pod.namespace && a.pod_name == pod.name)
+        .collect();
+    let status = crate::api::node::network_status(&mine);
+    if let Err(e) = cluster
+        .write_network_status(&pod.namespace, &pod.name, uid, &status)
+        .await
+    {
+        tracing::warn!(pod = %format!("{}/{}", pod.namespace, pod.name), error = %e, "network-status not written");
+        w.emit("network-status-failed", e, None);
+    }
 }
 
 /// The veth for a new attachment. A veth left under the same name (a repeated

@@ -63,6 +63,8 @@ pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf, stdin: &[u8]) -> R
         name,
         uid: pod.and_then(|p| p.uid),
         primary_ip: None,
+        // Multus handed this one network over; the pod's own selection is Multus' business.
+        networks: None,
     };
     let (_, result) = attach_one(w, &ovn, &ctx, &resolved, 1001).await?;
     Ok(result.to_bytes(conf.cni_version))

@@ -11,6 +11,7 @@
 
 pub mod add;
 pub mod check;
+pub mod cluster;
 pub mod del;
 pub mod delegate;
 pub mod gc;
@@ -35,6 +36,8 @@ use crate::metrics::Metrics;
 use crate::resources::Resources;
 use lanes_proto::v1 as pb;
 
+pub use cluster::Cluster;
+
 /// The daemon's shared state for workload operations.
 pub struct Workloads {
     pub node: String,
@@ -54,6 +57,8 @@ pub struct Workloads {
     pub ovn: Option<Arc<secondary::Ovn>>,
     /// Wakes the routing loop (BGP exports, encapsulation) after IPAM changes.
     pub routing_kick: Arc<tokio::sync::Notify>,
+    /// The kubernetes datastore's caches; None with the file datastore.
+    pub cluster: Option<Arc<dyn Cluster>>,
     handle_locks: StdMutex<HashMap<HandleKey, Arc<Mutex<()>>>>,
     gc_lock: RwLock<()>,
 }
@@ -91,9 +96,62 @@ impl Workloads {
             store,
             ovn,
             routing_kick: Arc::new(tokio::sync::Notify::new()),
+            cluster: None,
             handle_locks: StdMutex::new(HashMap::new()),
             gc_lock: RwLock::new(()),
         }
+    }
+
+    /// Reads pods and readiness from `cluster` and writes network-status there.
+    pub fn with_cluster(mut self, cluster: Arc<dyn Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// Every attachment on this node: eth0s from IPAM, secondaries from their records, each
+    /// with its pod's network-status.
+    pub async fn attachments(&self) -> Vec<pb::Attachment> {
+        let mut by_handle: std::collections::BTreeMap<HandleKey, pb::Attachment> = Default::default();
+        for (ip, a, _) in self.ipam.local_allocations().await {
+            by_handle
+                .entry(a.handle())
+                .and_modify(|x| x.ips.push(IpNet::from(ip).to_string()))
+                .or_insert_with(|| crate::api::node::attachment_proto(ip, &a));
+        }
+        let mut atts: Vec<pb::Attachment> = by_handle.into_values().collect();
+        // Secondary (OVN) attachments: the network is the NAD, `namespace/name`.
+        for r in secondary::records(self.store.as_ref(), &self.node).await {
+            atts.push(pb::Attachment {
+                container_id: r.container_id.clone(),
+                ifname: r.ifname.clone(),
+                netns: r.netns.clone(),
+                pod_namespace: r.pod_namespace.clone(),
+                pod_name: r.pod_name.clone(),
+                host_ifname: r.host_ifname.clone(),
+                ips: r.ips.clone(),
+                mac: r.mac.clone(),
+                mtu: r.mtu,
+                network: r.nad.clone(),
+                ..Default::default()
+            });
+        }
+        // network-status is per pod: group by pod (or container when no pod is known).
+        let mut groups: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        for (i, a) in atts.iter().enumerate() {
+            let key = if a.pod_name.is_empty() {
+                (String::new(), a.container_id.clone())
+            } else {
+                (a.pod_namespace.clone(), a.pod_name.clone())
+            };
+            groups.entry(key).or_default().push(i);
+        }
+        for idx in groups.values() {
+            let status = crate::api::node::network_status(&idx.iter().map(|i| &atts[*i]).collect::<Vec<_>>());
+            for i in idx {
+                atts[*i].network_status = status.clone();
+            }
+        }
+        atts
     }
 
     /// Serve one CNI call as the shim forwarded it.
@@ -142,6 +200,9 @@ impl Workloads {
         let conf = cni::parse_netconf(stdin, cenv.command)?;
         match cenv.command {
             Command::Add => {
+                if let Some(reason) = self.cluster.as_ref().and_then(|c| c.not_synced()) {
+                    return Err(CniError::try_again_later("lanesd is not ready", reason));
+                }
                 let _gc = self.gc_lock.read().await;
                 let lock = self.handle_lock(&cenv);
                 let _held = lock.lock().await;

@@ -174,7 +174,7 @@ impl Ovn {
 }
 
 /// What DEL and GC need to undo one attachment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecondaryRecord {
     pub container_id: String,
@@ -213,6 +213,8 @@ pub struct PodContext {
     pub name: String,
     pub uid: Option<String>,
     pub primary_ip: Option<Ipv4Addr>,
+    /// The pod's `k8s.v1.cni.cncf.io/networks` annotation, as ADD read it.
+    pub networks: Option<String>,
 }
 
 /// What removing an attachment needs; borrowed from [`Workloads`] or owned by
@@ -239,10 +241,7 @@ impl<'a> Parts<'a> {
 /// selects; returns the result entries to append. All-or-nothing.
 pub async fn attach_selected(w: &Workloads, pod: &PodContext) -> Result<CniResult, CniError> {
     let res = w.resources();
-    let Some(annotation) = res
-        .pod(&pod.namespace, &pod.name)
-        .and_then(|p| p.annotation("k8s.v1.cni.cncf.io/networks"))
-    else {
+    let Some(annotation) = pod.networks.as_deref() else {
         return Ok(CniResult::default());
     };
     let selections = parse_selection(annotation, &pod.namespace)?;

@@ -13,6 +13,9 @@ pub async fn status(w: &Workloads, conf: &NetConf) -> Result<Vec<u8>, CniError> 
 
 /// None when ready, else why not (also served by `lanesctl node status`).
 pub async fn readiness(w: &Workloads, conf: &NetConf) -> Option<String> {
+    if let Some(reason) = w.cluster.as_ref().and_then(|c| c.not_synced()) {
+        return Some(reason);
+    }
     if let Err(e) = w.ipam.all_blocks().await {
         return Some(format!("datastore {}: {e}", w.store_path.display()));
     }

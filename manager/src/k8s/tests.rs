@@ -1,0 +1,401 @@
+//! The kubernetes datastore against a mocked API: the fake server for behaviour (conformance,
+//! two nodes, caches, outages), `tower_test` for exact request sequences.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::{Method, Request, Response};
+use serde_json::{json, Value};
+
+use super::fake::FakeApi;
+use super::store::KubeStore;
+use super::Limits;
+use crate::store::{conformance, StateStore, StoreError};
+
+fn limits() -> Arc<Limits> {
+    Arc::new(Limits::new(0.0, 1, Duration::from_secs(5)))
+}
+
+fn kube_store(api: &FakeApi) -> KubeStore {
+    KubeStore::new(api.client(), limits())
+}
+
+const BLOCKS: &str = "lanes.dev/v1/ipamblocks";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite() {
+    let api = FakeApi::new();
+    let s = kube_store(&api);
+    conformance::cas_lifecycle(&s).await;
+    conformance::folders(&s).await;
+    conformance::bad_keys(&s).await;
+    conformance::watch_sees_changes(&s).await;
+    conformance::concurrent_cas(Arc::new(s)).await;
+}
+
+#[tokio::test]
+async fn objects_are_named_labelled_and_keyed() {
+    let api = FakeApi::new();
+    let s = kube_store(&api);
+    s.create("secondary/node1/ctr_1.eth1", &json!({"containerId": "ctr_1"}))
+        .await
+        .unwrap();
+    let objs = api.all("lanes.dev/v1/secondaryattachments");
+    assert_eq!(objs.len(), 1);
+    let o = &objs[0];
+    assert_eq!(o["kind"], "SecondaryAttachment");
+    assert_eq!(o["metadata"]["labels"]["lanes.dev/dir"], "node1");
+    assert_eq!(
+        o["metadata"]["annotations"]["lanes.dev/key"],
+        "secondary/node1/ctr_1.eth1"
+    );
+    assert_eq!(o["spec"]["containerId"], "ctr_1");
+    assert!(o["metadata"]["name"].as_str().unwrap().starts_with("node1-ctr-1.eth1-"));
+}
+
+/// A delete interrupted after its soft-delete step: readers do not see the key, and creating it
+/// again finishes the old delete (by UID) first.
+#[tokio::test]
+async fn soft_deleted_leftovers_are_invisible_and_replaced() {
+    let api = FakeApi::new();
+    let s = kube_store(&api);
+    let key = "ipam/blocks/10.1.0.0-26";
+    let rev = s.create(key, &json!({"n": 1})).await.unwrap();
+    // The DELETE after the mark fails, as if lanesd died in between.
+    api.fail_next(Method::DELETE, "ipamblocks/10.1.0.0-26", 500);
+    assert!(s.delete(key, &rev).await.is_err());
+    let left = api.get(BLOCKS, "", "10.1.0.0-26").expect("still stored");
+    assert_eq!(left["metadata"]["annotations"]["lanes.dev/deleted"], "true");
+    assert_eq!(s.get(key).await.unwrap(), None);
+    assert!(s.list_keys("ipam/blocks/").await.unwrap().is_empty());
+    // list() finished it off.
+    assert!(api.get(BLOCKS, "", "10.1.0.0-26").is_none());
+
+    let rev = s.create(key, &json!({"n": 2})).await.unwrap();
+    api.fail_next(Method::DELETE, "ipamblocks/10.1.0.0-26", 500);
+    assert!(s.delete(key, &rev).await.is_err());
+    s.create(key, &json!({"n": 3})).await.unwrap();
+    assert_eq!(s.get(key).await.unwrap().unwrap().value, json!({"n": 3}));
+}
+
+/// Two nodes' IPAM on one API server: every address handed out once, blocks split by affinity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_never_share_an_address() {
+    use crate::ipam::{Allocation, BlockHooks, Ipam, Policy, PoolChoice};
+    struct NoHooks;
+    #[async_trait::async_trait]
+    impl BlockHooks for NoHooks {
+        async fn block_claimed(&self, _: ipnet::IpNet) -> Result<(), String> {
+            Ok(())
+        }
+    }
+    let api = FakeApi::new();
+    let mut nodes = Vec::new();
+    for name in ["node1", "node2"] {
+        let store: Arc<dyn StateStore> = Arc::new(kube_store(&api));
+        nodes.push(Arc::new(Ipam::start(name, store, Arc::new(NoHooks)).await.unwrap()));
+    }
+    let pool = PoolChoice {
+        name: "p".into(),
+        cidr: "10.20.0.0/24".parse().unwrap(),
+        block_size: 28,
+    };
+    let mut tasks = Vec::new();
+    for (n, ipam) in nodes.iter().enumerate() {
+        for i in 0..40 {
+            let (ipam, pool) = (ipam.clone(), pool.clone());
+            tasks.push(tokio::spawn(async move {
+                let alloc = Allocation {
+                    container_id: format!("c{n}-{i}"),
+                    ifname: "eth0".into(),
+                    node: format!("node{}", n + 1),
+                    ..Default::default()
+                };
+                ipam.assign(alloc, &[pool], Policy::default()).await.map(|a| a.ip)
+            }));
+        }
+    }
+    let mut ips = std::collections::BTreeSet::new();
+    for t in tasks {
+        let ip = t.await.unwrap().expect("an address");
+        assert!(ips.insert(ip), "{ip} handed out twice");
+    }
+    assert_eq!(ips.len(), 80);
+    let blocks = api.all(BLOCKS);
+    for b in &blocks {
+        let aff = b["spec"]["affinity"].as_str().unwrap();
+        for (_, a) in b["spec"]["allocations"].as_object().unwrap() {
+            // 16-address blocks, 40 pods a node: nobody needed to borrow.
+            assert_eq!(a["node"].as_str(), Some(aff), "{b}");
+        }
+    }
+}
+
+/// Exact sequences (tower-test): what lanesd sends, in order, and how it reads the answers.
+mod sequences {
+    use super::*;
+    use http_body_util::BodyExt;
+    use kube::client::Body;
+
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    fn mock() -> (kube::Client, Handle) {
+        let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        (kube::Client::new(svc, "default"), handle)
+    }
+
+    async fn expect(h: &mut Handle, method: Method, path: &str, code: u16, reply: Value) -> Value {
+        let (req, send) = tokio::time::timeout(Duration::from_secs(2), h.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("no request; expected {method} {path}"))
+            .expect("client alive");
+        assert_eq!((req.method(), req.uri().path()), (&method, path));
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let mut resp = Response::new(Body::from(serde_json::to_vec(&reply).unwrap()));
+        *resp.status_mut() = hyper::StatusCode::from_u16(code).unwrap();
+        send.send_response(resp);
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    }
+
+    fn conflict() -> Value {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409,
+               "message": "the object has been modified"})
+    }
+
+    fn block(rv: &str, uid: &str, deleted: bool) -> Value {
+        let mut annotations = json!({"lanes.dev/key": "ipam/blocks/10.1.0.0-26"});
+        if deleted {
+            annotations["lanes.dev/deleted"] = json!("true");
+        }
+        json!({"apiVersion": "lanes.dev/v1", "kind": "IPAMBlock",
+               "metadata": {"name": "10.1.0.0-26", "resourceVersion": rv, "uid": uid, "annotations": annotations},
+               "spec": {"n": 1}})
+    }
+
+    /// A stale update is a PUT carrying the revision read; the 409 is a conflict, not an error.
+    #[tokio::test]
+    async fn update_sends_the_revision_and_maps_409() {
+        let (client, mut h) = mock();
+        let s = KubeStore::new(client, limits());
+        let call = tokio::spawn(async move {
+            s.update("ipam/blocks/10.1.0.0-26", &json!({"n": 2}), &"41".into())
+                .await
+        });
+        let sent = expect(
+            &mut h,
+            Method::PUT,
+            "/apis/lanes.dev/v1/ipamblocks/10.1.0.0-26",
+            409,
+            conflict(),
+        )
+        .await;
+        assert_eq!(sent["metadata"]["resourceVersion"], "41");
+        assert_eq!(sent["spec"], json!({"n": 2}));
+        assert!(matches!(call.await.unwrap(), Err(StoreError::Conflict { .. })));
+    }
+
+    /// delete = GET, CAS-mark (PUT with the expected revision), DELETE preconditioned on the UID.
+    #[tokio::test]
+    async fn delete_is_a_soft_delete_then_a_delete_by_uid() {
+        let (client, mut h) = mock();
+        let s = KubeStore::new(client, limits());
+        let call = tokio::spawn(async move { s.delete("ipam/blocks/10.1.0.0-26", &"7".into()).await });
+        let path = "/apis/lanes.dev/v1/ipamblocks/10.1.0.0-26";
+        expect(&mut h, Method::GET, path, 200, block("7", "u-1", false)).await;
+        let marked = expect(&mut h, Method::PUT, path, 200, block("8", "u-1", true)).await;
+        assert_eq!(marked["metadata"]["resourceVersion"], "7");
+        assert_eq!(marked["metadata"]["annotations"]["lanes.dev/deleted"], "true");
+        let del = expect(&mut h, Method::DELETE, path, 200, block("8", "u-1", true)).await;
+        assert_eq!(del["preconditions"]["uid"], "u-1");
+        call.await.unwrap().unwrap();
+    }
+
+    /// A mark refused for a stale revision deletes nothing.
+    #[tokio::test]
+    async fn a_stale_delete_stops_at_the_mark() {
+        let (client, mut h) = mock();
+        let s = KubeStore::new(client, limits());
+        let call = tokio::spawn(async move { s.delete("ipam/blocks/10.1.0.0-26", &"6".into()).await });
+        let path = "/apis/lanes.dev/v1/ipamblocks/10.1.0.0-26";
+        expect(&mut h, Method::GET, path, 200, block("7", "u-1", false)).await;
+        expect(&mut h, Method::PUT, path, 409, conflict()).await;
+        assert!(matches!(call.await.unwrap(), Err(StoreError::Conflict { .. })));
+    }
+
+    fn pod(rv: &str, uid: &str, status: Option<&str>) -> Value {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod",
+                           "metadata": {"name": "busybox3", "namespace": "default", "uid": uid, "resourceVersion": rv}});
+        if let Some(s) = status {
+            p["metadata"]["annotations"] = json!({"k8s.v1.cni.cncf.io/network-status": s});
+        }
+        p
+    }
+
+    /// network-status: GET, PATCH /status with the revision read; on 409 read again and retry.
+    #[tokio::test]
+    async fn status_patch_retries_on_conflict() {
+        let (client, mut h) = mock();
+        let call = tokio::spawn(async move {
+            super::super::status::write(&client, &limits(), "default", "busybox3", "u-9", "[]").await
+        });
+        let get = "/api/v1/namespaces/default/pods/busybox3";
+        let status = "/api/v1/namespaces/default/pods/busybox3/status";
+        expect(&mut h, Method::GET, get, 200, pod("10", "u-9", None)).await;
+        let first = expect(&mut h, Method::PATCH, status, 409, conflict()).await;
+        assert_eq!(first["metadata"]["resourceVersion"], "10");
+        expect(&mut h, Method::GET, get, 200, pod("11", "u-9", None)).await;
+        let second = expect(&mut h, Method::PATCH, status, 200, pod("12", "u-9", Some("[]"))).await;
+        assert_eq!(second["metadata"]["resourceVersion"], "11");
+        assert_eq!(
+            second["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"],
+            "[]"
+        );
+        call.await.unwrap().unwrap();
+    }
+
+    /// Another pod of the same name (other UID) never gets the status.
+    #[tokio::test]
+    async fn status_is_not_written_on_uid_mismatch() {
+        let (client, mut h) = mock();
+        let call = tokio::spawn(async move {
+            super::super::status::write(&client, &limits(), "default", "busybox3", "u-old", "[]").await
+        });
+        expect(
+            &mut h,
+            Method::GET,
+            "/api/v1/namespaces/default/pods/busybox3",
+            200,
+            pod("10", "u-new", None),
+        )
+        .await;
+        let err = call.await.unwrap().unwrap_err();
+        assert!(err.contains("u-new") && err.contains("K8S_POD_UID u-old"), "{err}");
+        // No PATCH followed (the client is gone or silent).
+        let next = tokio::time::timeout(Duration::from_millis(200), h.next_request()).await;
+        assert!(matches!(next, Err(_) | Ok(None)), "unexpected request");
+    }
+}
+
+/// The reflector caches: not synced while the API is down, then the snapshot follows NADs and
+/// pods as they change; a pod the cache lacks costs one GET.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_sync_follow_changes_and_fall_back_to_a_get() {
+    use crate::workload::Cluster;
+    let api = FakeApi::new();
+    api.put(
+        "lanes.dev/v1/ippools",
+        json!({"apiVersion": "lanes.dev/v1", "kind": "IPPool",
+        "metadata": {"name": "pool1"}, "spec": {"cidr": "10.244.0.0/16", "blockSize": 26}}),
+    );
+    api.put(
+        "/v1/nodes",
+        json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "node1", "labels": {"rack": "rack-1"}}}),
+    );
+    api.put(
+        "/v1/pods",
+        json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "here", "namespace": "default", "uid": "u-here"}, "spec": {"nodeName": "node1"}}),
+    );
+    api.put(
+        "/v1/pods",
+        json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "other", "namespace": "default", "uid": "u-o"}, "spec": {"nodeName": "node2"}}),
+    );
+    api.set_down(true);
+    let (events, _) = tokio::sync::broadcast::channel(16);
+    let started = super::caches::Caches::start(api.client(), limits(), "node1", false, events);
+    let caches = started.caches.clone();
+    let mut resources = started.resources.clone();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(caches.not_synced().is_some(), "API down: not synced");
+
+    api.set_down(false);
+    wait(
+        || caches.not_synced().is_none(),
+        "caches synced after the API came back",
+    )
+    .await;
+    let snap = resources
+        .wait_for(|r| r.pools.contains_key("pool1"))
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(
+        snap.node_labels("node1").get("rack").map(String::as_str),
+        Some("rack-1")
+    );
+    assert!(snap.pod("default", "here").is_some(), "this node's pod is cached");
+    assert!(
+        snap.pod("default", "other").is_none(),
+        "other nodes' pods are not (field selector)"
+    );
+
+    // A NAD appears, changes and goes while pods run.
+    let nad = |subnet: &str| {
+        json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": "fast", "namespace": "default"},
+        "spec": {"config": format!(r#"{{"cniVersion":"1.0.0","name":"fast","type":"lanes","topology":"layer2","subnets":"{subnet}","netAttachDefName":"default/fast"}}"#)}})
+    };
+    let subnet_of = |r: &crate::resources::Resources| {
+        r.others
+            .iter()
+            .find(|o| o.metadata.name == "fast")
+            .map(|o| o.spec["config"].as_str().unwrap_or("").to_string())
+    };
+    api.put("k8s.cni.cncf.io/v1/network-attachment-definitions", nad("10.50.0.0/24"));
+    resources
+        .wait_for(|r| subnet_of(r).is_some_and(|c| c.contains("10.50.0.0/24")))
+        .await
+        .unwrap();
+    api.put("k8s.cni.cncf.io/v1/network-attachment-definitions", nad("10.60.0.0/24"));
+    resources
+        .wait_for(|r| subnet_of(r).is_some_and(|c| c.contains("10.60.0.0/24")))
+        .await
+        .unwrap();
+    api.remove("k8s.cni.cncf.io/v1/network-attachment-definitions", "default", "fast");
+    resources.wait_for(|r| subnet_of(r).is_none()).await.unwrap();
+
+    // A bad pool is rejected by name and the good one stays.
+    api.put(
+        "lanes.dev/v1/ippools",
+        json!({"apiVersion": "lanes.dev/v1", "kind": "IPPool",
+        "metadata": {"name": "pool1"}, "spec": {"cidr": "10.244.0.0/16", "blockSize": 99}}),
+    );
+    let mut rejected = started.rejected.clone();
+    let r = rejected.wait_for(|r| !r.is_empty()).await.unwrap().clone();
+    assert!(
+        r[0].contains("kubernetes:IPPool/pool1") && r[0].contains("blockSize"),
+        "{r:?}"
+    );
+    assert!(resources.borrow().pools.contains_key("pool1"));
+
+    // Cache hit: no request. Cache miss (pod just created, watch not there yet): one GET.
+    let before = api.requests().len();
+    let here = caches.pod("default", "here", Some("u-here")).await.unwrap().unwrap();
+    assert_eq!(here.uid.as_deref(), Some("u-here"));
+    assert_eq!(api.requests().len(), before, "served from the cache");
+    api.set_down(true);
+    api.set_down(false);
+    api.put(
+        "/v1/pods",
+        json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "new", "namespace": "default", "uid": "u-new"}, "spec": {"nodeName": "node1"}}),
+    );
+    let got = caches.pod("default", "missing", None).await.unwrap();
+    assert!(got.is_none());
+    assert!(api
+        .requests()
+        .iter()
+        .any(|r| r == "GET /api/v1/namespaces/default/pods/missing"));
+}
+
+async fn wait(mut cond: impl FnMut() -> bool, what: &str) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out: {what}");
+}
