@@ -159,22 +159,36 @@ fn eth0_and_eth1_across_two_nodes() {
     assert_eq!(status[1]["name"], "default/yusur-ovn", "{status:?}");
     assert_eq!(status[1]["interface"], "eth1", "{status:?}");
     assert_eq!(status[1]["ips"][0], e3.as_str(), "{status:?}");
-    // Under Multus: a NAD of type lanes handed over as a delegate with CNI_IFNAME=net1
-    // attaches just that network.
+    // Under Multus (thick, v4): a NAD of type lanes handed over as delegate 1 with
+    // CNI_IFNAME=net1, with exactly the env and stdin multus-daemon gives it (docs/multus.md,
+    // "Verified facts for tests"): IgnoreUnknown and the four K8S_* args, MAC=/IP= on ADD, the
+    // requested ips/mac in runtimeConfig because the NAD declares the capabilities.
     let multus = Netns::new("litp-");
-    let mut env = cni_env(&nodes[0], "ADD", "m1", &multus.path());
+    let mut env = cni_env(&nodes[0], "ADD", "5c3b1c9e0d7f4a2b", &multus.path());
     env.insert("CNI_IFNAME", "net1".into());
-    env.insert("CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=multus1".into());
-    let nad = r#"{"cniVersion":"1.1.0","name":"yusur-ovn","type":"lanes","topology":"layer2","subnets":"10.144.0.0/16","excludeSubnets":"10.144.0.1/32","mtu":1400,"netAttachDefName":"default/yusur-ovn","runtimeConfig":{}}"#;
+    env.insert("CNI_PATH", "/opt/cni/bin".into());
+    let args = "IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=multus1;\
+                K8S_POD_INFRA_CONTAINER_ID=5c3b1c9e0d7f4a2b;K8S_POD_UID=7d1a3f5e-2b4c-4d6e-8f90-1a2b3c4d5e6f";
+    env.insert("CNI_ARGS", format!("{args};MAC=0a:58:0a:90:00:07;IP=10.144.0.7/16"));
+    let nad = r#"{"capabilities":{"ips":true,"mac":true},"cniVersion":"1.1.0","excludeSubnets":"10.144.0.1/32","mtu":1400,"name":"yusur-ovn","netAttachDefName":"default/yusur-ovn","runtimeConfig":{"ips":["10.144.0.7/16"],"mac":"0a:58:0a:90:00:07"},"subnets":"10.144.0.0/16","topology":"layer2","type":"lanes"}"#;
     let (code, out) = nodes[0].shim(&env, nad);
     assert_eq!(code, 0, "delegate ADD: {out}");
     let net1 = eth1_ip(&out);
+    assert_eq!(net1, "10.144.0.7", "runtimeConfig.ips honoured: {out}");
+    assert!(
+        out.to_string().contains("0a:58:0a:90:00:07"),
+        "runtimeConfig.mac honoured: {out}"
+    );
     assert!(multus.links().contains(&"net1".to_string()) && !multus.links().contains(&"eth0".to_string()));
     wait_for(&format!("eth1 → delegated net1 ({net1})"), 15, || {
         pods[1].ping(&net1).then_some(())
     });
+    // DEL as Multus sends it: no MAC=/IP=, runtimeConfig kept, prevResult = our ADD result.
     env.insert("CNI_COMMAND", "DEL".into());
-    assert_eq!(nodes[0].shim(&env, nad).0, 0);
+    env.insert("CNI_ARGS", args.into());
+    let mut del: serde_json::Value = serde_json::from_str(nad).unwrap();
+    del["prevResult"] = out.clone();
+    assert_eq!(nodes[0].shim(&env, &del.to_string()).0, 0);
     assert!(
         !multus.links().contains(&"net1".to_string()),
         "delegate DEL removed net1"

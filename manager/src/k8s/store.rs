@@ -127,7 +127,8 @@ fn entry_of(obj: DynamicObject, prefix: &str) -> Option<Entry> {
         return None;
     }
     let key = key_of(&obj)?.to_string();
-    if !key.starts_with(prefix) {
+    // A folder's own keys only, not its sub-folders' (what the file datastore's directories do).
+    if !key.strip_prefix(prefix).is_some_and(|rest| !rest.contains('/')) {
         return None;
     }
     Some(Entry {
