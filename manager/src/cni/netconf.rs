@@ -36,6 +36,10 @@ pub struct NetConf {
     pub mtu: Option<u32>,
     /// `ipPools`: pool names or CIDRs.
     pub ip_pools: Vec<String>,
+    /// `multus`: Multus runs this config as its cluster network, so it owns the pod's
+    /// `k8s.v1.cni.cncf.io/networks` (it calls each NAD's plugin itself) and network-status;
+    /// lanesd then wires eth0 only.
+    pub multus: bool,
     pub prev_result: Option<Value>,
     pub runtime_config: Map<String, Value>,
     pub args: Map<String, Value>,
@@ -137,6 +141,11 @@ pub fn parse_netconf(stdin: &[u8], command: Command) -> Result<NetConf, CniError
         };
         return Err(field_error(&format!("ipPools[{i}]"), &Value::from(pool.as_str()), why));
     }
+    let multus = match take(&mut obj, "multus") {
+        None => false,
+        Some(Value::Bool(b)) => b,
+        Some(v) => return Err(field_error("multus", &v, "must be true or false")),
+    };
     let prev_result = match take(&mut obj, "prevResult") {
         None => None,
         Some(v @ Value::Object(_)) => Some(v),
@@ -163,6 +172,7 @@ pub fn parse_netconf(stdin: &[u8], command: Command) -> Result<NetConf, CniError
         socket,
         mtu,
         ip_pools,
+        multus,
         prev_result,
         runtime_config,
         args,
@@ -389,6 +399,10 @@ mod tests {
         assert!(e.details.starts_with("`ipPools[0]`"));
         config_err(with("ipPools", json!([1])), Command::Add);
         config_err(with("ipPools", json!("default")), Command::Add);
+        assert!(parse(with("multus", json!(true)), Command::Add).unwrap().multus);
+        assert!(!parse(with("multus", json!(null)), Command::Add).unwrap().multus);
+        let e = config_err(with("multus", json!("yes")), Command::Add);
+        assert!(e.details.starts_with("`multus`"), "{e:?}");
     }
 
     #[test]

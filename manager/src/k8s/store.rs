@@ -128,7 +128,7 @@ fn entry_of(obj: DynamicObject, prefix: &str) -> Option<Entry> {
     }
     let key = key_of(&obj)?.to_string();
     // A folder's own keys only, not its sub-folders' (what the file datastore's directories do).
-    if !key.strip_prefix(prefix).is_some_and(|rest| !rest.contains('/')) {
+    if key.strip_prefix(prefix).is_none_or(|rest| rest.contains('/')) {
         return None;
     }
     Some(Entry {

@@ -22,9 +22,10 @@ pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8>,
     let mut result = conf.parsed_prev_result()?.unwrap_or_default();
 
     let res = w.resources();
+    // Under Multus (`"multus": true`) the pod's selection is Multus' to carry out.
     let networks = match &pod {
-        Some(p) => pod_networks(w, &res, p).await?,
-        None => None,
+        Some(p) if !conf.multus => pod_networks(w, &res, p).await?,
+        _ => None,
     };
     let pools = eligible_pools(&res, &w.node, conf)?;
     let policy = Policy {
@@ -138,7 +139,8 @@ pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8>,
         format!("{container_id} {ifname} {address} on {host_ifname}"),
         Some(attachment),
     );
-    if let (Some(cluster), Some(p)) = (&w.cluster, &pod) {
+    // Multus writes network-status itself, from every delegate's result.
+    if let (Some(cluster), Some(p), false) = (&w.cluster, &pod, conf.multus) {
         publish_network_status(w, cluster.as_ref(), p).await;
     }
     Ok(result.to_bytes(version_of(conf)))
