@@ -256,6 +256,13 @@ fn cases(socket: &str, pod: &str) -> Vec<Case> {
             "cni.dev/valid-attachments",
         ),
         case(
+            "GC without valid attachments",
+            with_cmd("GC"),
+            &conf("1.1.0", ""),
+            7,
+            "`cni.dev/valid-attachments` (or the older `cni.dev/attachments`) is missing",
+        ),
+        case(
             "GC attachment without ifname",
             with_cmd("GC"),
             &conf("1.1.0", r#","cni.dev/valid-attachments":[{"containerID":"a"}]"#),

@@ -121,6 +121,15 @@ fn result_layout_per_version() {
         }
         let pod_mtu = pod.ip_json(&["link", "show", "eth0"])[0]["mtu"].clone();
         assert_eq!(pod_mtu, 1400, "mtu from the config");
+        // CHECK against this version's own result: before 1.1.0 it carries no MTU, so the
+        // config's must be the one checked.
+        if version != "0.3.0" && version != "0.3.1" {
+            env.insert("CNI_COMMAND", "CHECK".into());
+            let with_prev =
+                format!(r#"{{"cniVersion":"{version}","name":"lanes","type":"lanes","mtu":1400,"prevResult":{res}}}"#);
+            let (code, out) = node.shim(&env, &with_prev);
+            assert_eq!(code, 0, "{version}: CHECK of its own result: {out}");
+        }
         env.insert("CNI_COMMAND", "DEL".into());
         assert_eq!(node.shim(&env, &conf).0, 0);
     }

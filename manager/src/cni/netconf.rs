@@ -231,6 +231,10 @@ fn take_object(obj: &mut Map<String, Value>, key: &str) -> Result<Map<String, Va
 }
 
 fn parse_attachments(key: &str, value: &Value) -> Result<Vec<AttachmentKey>, CniError> {
+    // Go marshals an empty (nil) slice as null: no attachment is valid.
+    if value.is_null() {
+        return Ok(Vec::new());
+    }
     let Value::Array(items) = value else {
         return Err(field_error(
             key,

@@ -52,7 +52,8 @@ pub async fn check(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8
         container_ifname: ifname.clone(),
         host_ifname: dataplane::host_ifname(&handle.container_id, &handle.ifname),
         addresses: expected.iter().map(|n| super::add::host_net(n.addr())).collect(),
-        mtu: prev.interfaces[idx].mtu.unwrap_or(w.default_mtu),
+        // Results before 1.1.0 carry no MTU: then it is what ADD chose, from the config.
+        mtu: prev.interfaces[idx].mtu.or(conf.mtu).unwrap_or(w.default_mtu),
     };
     match w.dataplane.check_pod(&spec).await {
         Ok(()) => {}

@@ -12,7 +12,14 @@ use crate::dataplane;
 use crate::ipam::HandleKey;
 
 pub async fn gc(w: &Workloads, conf: &NetConf) -> Result<Vec<u8>, CniError> {
-    let valid: HashSet<AttachmentKey> = conf.valid_attachments.clone().unwrap_or_default().into_iter().collect();
+    // Without the list a GC would tear down every attachment: refuse instead of guessing.
+    let Some(valid) = conf.valid_attachments.clone() else {
+        return Err(CniError::invalid_config(
+            "GC without valid attachments",
+            "`cni.dev/valid-attachments` (or the older `cni.dev/attachments`) is missing: GC needs the list of attachments to keep",
+        ));
+    };
+    let valid: HashSet<AttachmentKey> = valid.into_iter().collect();
     let mut errors = Vec::new();
     let mut removed = 0usize;
     // Secondary (OVN) lanes first: they tell whose a record is by the pod's eth0 allocation.
