@@ -62,6 +62,10 @@ pub struct PrimaryConfig {
     pub interface: String,
     /// Pod MTU; 0 = the primary interface's MTU (1500 if it has none).
     pub mtu: u32,
+    /// The cluster's Service CIDRs (kube-apiserver's `--service-cluster-ip-range`). A pod whose
+    /// default route moves to a secondary lane keeps routes to these on eth0, with the pools
+    /// and BGPConfiguration `serviceClusterIPs`.
+    pub service_cidrs: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +89,9 @@ pub struct OvnConfig {
     /// Deadline of each OVSDB call, and of the northbound part of one secondary ADD, in
     /// milliseconds: with NB unreachable an ADD fails (CNI code 11) after this long.
     pub call_timeout_ms: u64,
+    /// How long a secondary ADD waits for ovn-controller to mark the port `ovn-installed`, in
+    /// milliseconds; then it fails (CNI code 11) and rolls back.
+    pub install_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -123,6 +130,7 @@ impl Default for PrimaryConfig {
         PrimaryConfig {
             interface: "ens2".into(),
             mtu: 0,
+            service_cidrs: Vec::new(),
         }
     }
 }
@@ -148,6 +156,7 @@ impl Default for OvnConfig {
             encap_type: "geneve".into(),
             bridge: "br-int".into(),
             call_timeout_ms: 5000,
+            install_timeout_ms: 20_000,
         }
     }
 }
@@ -181,6 +190,9 @@ pub struct Overrides {
     pub primary_interface: Option<String>,
     #[arg(long)]
     pub primary_mtu: Option<u32>,
+    /// Comma-separated, e.g. `10.96.0.0/12,fd00:96::/108`.
+    #[arg(long, value_delimiter = ',')]
+    pub primary_service_cidrs: Option<Vec<ipnet::IpNet>>,
     #[arg(long)]
     pub bgp_enabled: Option<bool>,
     #[arg(long)]
@@ -203,6 +215,8 @@ pub struct Overrides {
     pub ovn_bridge: Option<String>,
     #[arg(long)]
     pub ovn_call_timeout_ms: Option<u64>,
+    #[arg(long)]
+    pub ovn_install_timeout_ms: Option<u64>,
     #[arg(long)]
     pub metrics: Option<String>,
     #[arg(long)]
@@ -258,6 +272,7 @@ impl Config {
         set(&mut self.run_dir, o.run_dir);
         set(&mut self.primary.interface, o.primary_interface);
         set(&mut self.primary.mtu, o.primary_mtu);
+        set(&mut self.primary.service_cidrs, o.primary_service_cidrs);
         set(&mut self.bgp.enabled, o.bgp_enabled);
         set(&mut self.bgp.listen_address, o.bgp_listen_address);
         set(&mut self.bgp.bird_path, o.bgp_bird_path);
@@ -269,6 +284,7 @@ impl Config {
         set(&mut self.ovn.encap_type, o.ovn_encap_type);
         set(&mut self.ovn.bridge, o.ovn_bridge);
         set(&mut self.ovn.call_timeout_ms, o.ovn_call_timeout_ms);
+        set(&mut self.ovn.install_timeout_ms, o.ovn_install_timeout_ms);
         set(&mut self.metrics, o.metrics);
         set(&mut self.log_level, o.log_level);
     }
@@ -349,6 +365,12 @@ impl Config {
                 &format!("{} is outside 100..60000", self.ovn.call_timeout_ms),
             ));
         }
+        if !(100..=600_000).contains(&self.ovn.install_timeout_ms) {
+            return Err(invalid(
+                "ovn.installTimeoutMs",
+                &format!("{} is outside 100..600000", self.ovn.install_timeout_ms),
+            ));
+        }
         Ok(self)
     }
 }
@@ -420,6 +442,7 @@ metrics: ""
             ("nodeName: a\ndatastore:\n  type: etcd", "datastore.type"),
             ("nodeName: a\nprimary:\n  mtu: 10", "primary.mtu"),
             ("nodeName: a\novn:\n  callTimeoutMs: 0", "ovn.callTimeoutMs"),
+            ("nodeName: a\novn:\n  installTimeoutMs: 10", "ovn.installTimeoutMs"),
             (
                 "nodeName: a\ndatastore:\n  type: kubernetes\n  qps: -1",
                 "datastore.qps",

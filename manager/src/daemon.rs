@@ -53,6 +53,19 @@ pub async fn run(
         ))
     })?;
 
+    // Shutdown as a flag every phase can watch: start-up (which can wait long for an API
+    // server), calls in flight (their long waits end early) and the server itself.
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = shutdown_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        if rx.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+
     let (events, _) = broadcast::channel(1024);
     let source = open_datastore(&cfg, &events).await?;
     let dataplane = Dataplane::new().await.map_err(setup("open netlink"))?;
@@ -70,7 +83,13 @@ pub async fn run(
         m => m,
     };
     let store = source.store.clone();
-    let ipam = start_ipam(&cfg, store.clone(), &dataplane).await?;
+    let ipam = tokio::select! {
+        ipam = start_ipam(&cfg, store.clone(), &dataplane) => ipam?,
+        () = stopped(shutdown_rx.clone()) => {
+            tracing::info!("lanesd stopped during start-up");
+            return Ok(());
+        }
+    };
     let ovn = if cfg.ovn.enabled {
         let ovn = crate::workload::secondary::Ovn::connect(&cfg.ovn, &cfg.node_name, &dataplane)
             .await
@@ -95,6 +114,9 @@ pub async fn run(
     if let Some(cluster) = source.cluster.clone() {
         workloads = workloads.with_cluster(cluster);
     }
+    workloads = workloads
+        .with_stop(shutdown_rx.clone())
+        .with_service_cidrs(cfg.primary.service_cidrs.clone());
     let workloads = Arc::new(workloads);
     let repairs = reconcile::reconcile(&workloads).await;
     // Secondary deletes left pending (OVN was down) are finished in the background.
@@ -172,7 +194,7 @@ pub async fn run(
         },
         unix,
         tcp,
-        shutdown,
+        stopped(shutdown_rx),
     )
     .await;
     // Pods keep their veths, routes and addresses: only the socket goes. BIRD

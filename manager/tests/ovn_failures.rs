@@ -492,8 +492,9 @@ spec:
             &["networks[0]", "ips[0]", "10.99.0.5/16"],
         ),
     ];
-    let pods: Vec<(&str, &str)> = cases.iter().map(|(name, ann, _)| (*name, *ann)).collect();
-    let lab = Lab::start(
+    let mut pods: Vec<(&str, &str)> = cases.iter().map(|(name, ann, _)| (*name, *ann)).collect();
+    pods.push(("good", "yusur-ovn@eth1"));
+    let mut lab = Lab::start(
         &resources(broken, &pods),
         LabOpts {
             nodes: 1,
@@ -524,6 +525,54 @@ spec:
     }
     let (_, status) = lab.nodes[0].lanesctl(&["-o", "json", "node", "status"]);
     eprintln!("node status with broken NADs: {status}");
+
+    // A good pod on a node with no ovn-controller: `ovn-installed` never comes. ADD fails
+    // with code 11 after `ovn.installTimeoutMs` and rolls everything back.
+    lab.nodes[0]
+        .args
+        .extend(["--ovn-install-timeout-ms".to_string(), "1000".into()]);
+    lab.nodes[0].kill9();
+    lab.nodes[0].start();
+    let pod = Netns::new("lofp-");
+    let (code, out, took) = add(&lab.nodes[0], &pod, "noinstall", "good");
+    assert!(code != 0 && out["code"] == 11, "exit {code}: {out}");
+    assert_eq!(out["msg"], "OVN did not install the port in time", "{out}");
+    assert!(
+        out["details"].as_str().unwrap_or_default().contains("ovn-installed"),
+        "names the column: {out}"
+    );
+    assert!(
+        took >= Duration::from_millis(1000) && took < Duration::from_secs(5),
+        "ADD with a 1 s install bound took {took:?}"
+    );
+    assert_eq!(pod_links(&pod), Vec::<String>::new(), "rolled back in the pod");
+    lab.assert_clean(0, "after the install timeout");
+
+    // The wait is cancellable: SIGTERM during it ends the ADD at once (code 11), rolled back,
+    // instead of holding shutdown for the whole bound.
+    let n = lab.nodes[0].args.len();
+    lab.nodes[0].args[n - 1] = "30000".into();
+    lab.nodes[0].kill9();
+    lab.nodes[0].start();
+    let (code, out, took) = std::thread::scope(|sc| {
+        let adding = sc.spawn(|| add(&lab.nodes[0], &pod, "cancelled", "good"));
+        // Until the wait has begun: the OVS port is on br-int.
+        wait_for("the ADD to reach the ovn-installed wait", 10, || {
+            (!lab.lov_ports(0).is_empty()).then_some(())
+        });
+        let t = Instant::now();
+        let pid = lab.nodes[0].child.as_ref().map(|c| c.id() as i32).expect("lanesd runs");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        let r = adding.join().expect("ADD thread");
+        (r.0, r.1, t.elapsed())
+    });
+    assert!(code != 0 && out["code"] == 11, "exit {code}: {out}");
+    assert_eq!(out["msg"], "lanesd is shutting down", "{out}");
+    assert!(took < Duration::from_secs(5), "ADD ended {took:?} after SIGTERM");
+    assert!(lab.nodes[0].stop(), "lanesd exits cleanly after the cancelled ADD");
+    lab.nodes[0].start();
+    assert_eq!(pod_links(&pod), Vec::<String>::new(), "rolled back in the pod");
+    lab.assert_clean(0, "after the cancelled ADD");
     eprintln!("bad_inputs: {:?}", t0.elapsed());
 }
 

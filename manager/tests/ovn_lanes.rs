@@ -16,7 +16,7 @@ fn resources() -> String {
 kind: NetworkAttachmentDefinition
 metadata: {name: yusur-ovn, namespace: default}
 spec:
-  config: '{"cniVersion":"0.3.1","name":"yusur-ovn","type":"ovn-k8s-cni-overlay","topology":"layer2","subnets":"10.144.0.0/16","excludeSubnets":"10.144.0.1/32","mtu":1400,"netAttachDefName":"default/yusur-ovn"}'
+  config: '{"cniVersion":"0.3.1","name":"yusur-ovn","type":"ovn-k8s-cni-overlay","topology":"layer2","subnets":"10.144.0.0/16","excludeSubnets":"10.144.0.1/32","gateway":"10.144.0.1","mtu":1400,"netAttachDefName":"default/yusur-ovn"}'
 "#;
     let pod = |name: &str, ann: &str| {
         format!("---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: default\n  annotations:\n    k8s.v1.cni.cncf.io/networks: '{ann}'\n")
@@ -29,6 +29,11 @@ spec:
     s.push_str(&pod(
         "busybox3",
         r#"[{"name":"yusur-ovn","namespace":"default","interface":"eth1","default-route":["10.144.0.1"]}]"#,
+    ));
+    // Attached by Multus (docs/multus.md): lanes is its cluster network and a lanes NAD its delegate.
+    s.push_str(&pod(
+        "multus1",
+        r#"[{"name":"yusur-ovn","namespace":"default","ips":["10.144.0.7/16"],"mac":"0a:58:0a:90:00:07"}]"#,
     ));
     s
 }
@@ -86,6 +91,8 @@ fn eth0_and_eth1_across_two_nodes() {
         let args = [
             "--primary-interface".to_string(),
             "ens2".into(),
+            "--primary-service-cidrs".into(),
+            "10.96.0.0/12".into(),
             "--ovn-enabled".into(),
             "true".into(),
             "--ovn-ovsdb".into(),
@@ -136,9 +143,17 @@ fn eth0_and_eth1_across_two_nodes() {
     let routes = pods[2].routes();
     assert!(routes.contains("default via 10.144.0.1 dev eth1"), "{routes}");
     assert!(routes.contains("10.244.0.0/16 via 169.254.1.1 dev eth0"), "{routes}");
+    assert!(routes.contains("10.96.0.0/12 via 169.254.1.1 dev eth0"), "{routes}");
     assert!(
         pods[2].ping(&result_ip(&r1)),
         "busybox3 eth0 → busybox1 eth0 with the default on eth1"
+    );
+    // The NAD's gateway is an OVN router port: the default route's first hop answers.
+    assert!(pods[2].ping("10.144.0.1"), "busybox3 → its eth1 gateway 10.144.0.1");
+    let lrps = central.nbctl(&["--bare", "--columns=name,networks", "list", "Logical_Router_Port"]);
+    assert!(
+        lrps.contains("rtos-yusur.ovn_ovn_layer2_switch") && lrps.contains("10.144.0.1/16"),
+        "{lrps}"
     );
     // Names as ovn-kubernetes gives them.
     let lsps = central.nbctl(&["--bare", "--columns=name", "list", "Logical_Switch_Port"]);
@@ -164,11 +179,39 @@ fn eth0_and_eth1_across_two_nodes() {
     // "Verified facts for tests"): IgnoreUnknown and the four K8S_* args, MAC=/IP= on ADD, the
     // requested ips/mac in runtimeConfig because the NAD declares the capabilities.
     let multus = Netns::new("litp-");
+    let args = "IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=multus1;\
+                K8S_POD_INFRA_CONTAINER_ID=5c3b1c9e0d7f4a2b;K8S_POD_UID=7d1a3f5e-2b4c-4d6e-8f90-1a2b3c4d5e6f";
+    // First delegate 0, lanes as Multus' cluster network: the lanes conflist says
+    // `"multus": true`, so lanesd wires eth0 only and leaves the pod's selection to Multus.
+    let mut env0 = cni_env(&nodes[0], "ADD", "5c3b1c9e0d7f4a2b", &multus.path());
+    env0.insert("CNI_PATH", "/opt/cni/bin".into());
+    env0.insert("CNI_ARGS", args.into());
+    let cluster_conf =
+        r#"{"cniVersion":"1.0.0","multus":true,"name":"lanes","socket":"/run/lanes/lanes.sock","type":"lanes"}"#;
+    let (code, out0) = nodes[0].shim(&env0, cluster_conf);
+    assert_eq!(code, 0, "delegate 0 ADD: {out0}");
+    let ifaces: Vec<&str> = out0["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["sandbox"].is_string())
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ifaces,
+        ["eth0"],
+        "under Multus, lanes' eth0 ADD attaches nothing else: {out0}"
+    );
+    assert_eq!(
+        multus.links().iter().filter(|l| *l != "lo").count(),
+        1,
+        "{:?}",
+        multus.links()
+    );
+    // Then delegate 1, the NAD.
     let mut env = cni_env(&nodes[0], "ADD", "5c3b1c9e0d7f4a2b", &multus.path());
     env.insert("CNI_IFNAME", "net1".into());
     env.insert("CNI_PATH", "/opt/cni/bin".into());
-    let args = "IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=multus1;\
-                K8S_POD_INFRA_CONTAINER_ID=5c3b1c9e0d7f4a2b;K8S_POD_UID=7d1a3f5e-2b4c-4d6e-8f90-1a2b3c4d5e6f";
     env.insert("CNI_ARGS", format!("{args};MAC=0a:58:0a:90:00:07;IP=10.144.0.7/16"));
     let nad = r#"{"capabilities":{"ips":true,"mac":true},"cniVersion":"1.1.0","excludeSubnets":"10.144.0.1/32","mtu":1400,"name":"yusur-ovn","netAttachDefName":"default/yusur-ovn","runtimeConfig":{"ips":["10.144.0.7/16"],"mac":"0a:58:0a:90:00:07"},"subnets":"10.144.0.0/16","topology":"layer2","type":"lanes"}"#;
     let (code, out) = nodes[0].shim(&env, nad);
@@ -179,7 +222,7 @@ fn eth0_and_eth1_across_two_nodes() {
         out.to_string().contains("0a:58:0a:90:00:07"),
         "runtimeConfig.mac honoured: {out}"
     );
-    assert!(multus.links().contains(&"net1".to_string()) && !multus.links().contains(&"eth0".to_string()));
+    assert!(multus.links().contains(&"net1".to_string()) && multus.links().contains(&"eth0".to_string()));
     wait_for(&format!("eth1 → delegated net1 ({net1})"), 15, || {
         pods[1].ping(&net1).then_some(())
     });
@@ -192,6 +235,15 @@ fn eth0_and_eth1_across_two_nodes() {
     assert!(
         !multus.links().contains(&"net1".to_string()),
         "delegate DEL removed net1"
+    );
+    // Delegate 0's DEL, last, with its cached result.
+    env0.insert("CNI_COMMAND", "DEL".into());
+    let mut del0: serde_json::Value = serde_json::from_str(cluster_conf).unwrap();
+    del0["prevResult"] = out0.clone();
+    assert_eq!(nodes[0].shim(&env0, &del0.to_string()).0, 0);
+    assert!(
+        !multus.links().contains(&"eth0".to_string()),
+        "delegate 0 DEL removed eth0"
     );
     // DEL removes the LSP, the OVS port and the veth.
     let mut env = cni_env(&nodes[0], "DEL", "c1", &pods[0].path());

@@ -16,7 +16,12 @@ impl CniService {
     async fn call(&self, verb: Command, req: Request<pb::CniRequest>) -> Result<Response<pb::CniResponse>, Status> {
         let req = req.into_inner();
         let env = req.env.into_iter().collect();
-        let reply = self.workloads.handle(verb, &env, &req.stdin).await;
+        // On a task of its own: when the caller goes away (a runtime's timeout kills the
+        // shim), tonic drops this future, but the call still finishes or rolls back.
+        let workloads = self.workloads.clone();
+        let reply = tokio::spawn(async move { workloads.handle(verb, &env, &req.stdin).await })
+            .await
+            .map_err(|e| Status::internal(format!("CNI {} task: {e}", verb.as_str())))?;
         Ok(Response::new(pb::CniResponse {
             output: reply.output,
             error: reply.error.map(|e| pb::CniError {

@@ -55,7 +55,7 @@ fn seed_nad_is_accepted_unchanged() {
 fn conflist_takes_the_first_plugin_of_ours() {
     let config = json!({"cniVersion": "0.4.0", "name": "fast", "plugins": [
         {"type": "tuning"},
-        {"type": "lanes", "subnets": ["10.9.0.0/24", "fd00:9::/64"], "excludeSubnets": "10.9.0.0/28",
+        {"type": "lanes", "subnets": ["10.9.0.0/24"], "excludeSubnets": "10.9.0.0/28",
          "gateway": true, "mtu": 8900},
         {"type": "ovn-k8s-cni-overlay"}
     ]});
@@ -64,7 +64,7 @@ fn conflist_takes_the_first_plugin_of_ours() {
         (net.net_name.as_str(), net.plugin_type, net.mtu),
         ("fast", PluginType::Lanes, 8900)
     );
-    assert_eq!(net.subnets.len(), 2);
+    assert_eq!(net.subnets.len(), 1);
     assert_eq!(net.exclude, ["10.9.0.0/28".parse::<IpNet>().unwrap()]);
     assert_eq!(net.gateway, Some("10.9.0.1".parse().unwrap()));
     let e = parse_nad(&raw(
@@ -79,7 +79,7 @@ fn conflist_takes_the_first_plugin_of_ours() {
 #[test]
 fn subnet_forms_and_gateways() {
     let net = lanes(
-        json!({"subnets": "10.9.0.7/24, fd00:9::/64", "excludeSubnets": " 10.9.0.200/29 ,fd00:9::1/128",
+        json!({"subnets": "10.9.0.7/24 ", "excludeSubnets": " 10.9.0.200/29 ,10.9.0.9/32",
                            "gateway": "10.9.0.254"}),
     )
     .unwrap();
@@ -88,11 +88,20 @@ fn subnet_forms_and_gateways() {
     assert_eq!(net.gateway, Some("10.9.0.254".parse().unwrap()));
     assert!(net.is_excluded("10.9.0.201".parse().unwrap()) && !net.is_excluded("10.9.0.1".parse().unwrap()));
     assert_eq!(
-        net.subnet_for("fd00:9::5".parse().unwrap()).unwrap().to_string(),
-        "fd00:9::/64"
+        net.subnet_for("10.9.0.5".parse().unwrap()).unwrap().to_string(),
+        "10.9.0.0/24"
     );
-    let v6 = lanes(json!({"subnets": "fd00:9::/64", "gateway": true})).unwrap();
-    assert_eq!(v6.gateway, Some("fd00:9::1".parse().unwrap()));
+    // Dual stack and several subnets are refused by name, not dropped.
+    let e = err(json!({"subnets": "10.9.0.0/24, fd00:9::/64"}));
+    assert_eq!(e.field, "spec.config.subnets[1]", "{e}");
+    assert!(
+        e.to_string()
+            .contains("IPv6 subnets on secondary networks are not supported yet"),
+        "{e}"
+    );
+    let e = err(json!({"subnets": ["10.9.0.0/24", "10.10.0.0/24"]}));
+    assert_eq!(e.field, "spec.config.subnets[1]", "{e}");
+    assert!(e.to_string().contains("more than one subnet"), "{e}");
     assert!(lanes(json!({"subnets": " "})).unwrap().subnets.is_empty());
     assert_eq!(lanes(json!({"gateway": false, "mtu": 0})).unwrap().mtu, DEFAULT_MTU);
 }

@@ -69,6 +69,24 @@ pub(super) fn subnets(plugin: &Obj<'_>) -> Result<Vec<IpNet>, FieldError> {
             ));
         }
     }
+    // A layer2 OVN switch has one `subnet` for its IPAM, and pods' secondary interfaces are
+    // wired IPv4-only for now: refuse what would otherwise be dropped without a word.
+    for (i, (path, net)) in list.iter().enumerate() {
+        if net.addr().is_ipv6() {
+            return Err(FieldError::new(
+                path,
+                net.to_string(),
+                "IPv6 subnets on secondary networks are not supported yet",
+            ));
+        }
+        if i > 0 {
+            return Err(FieldError::new(
+                path,
+                net.to_string(),
+                "more than one subnet per network is not supported yet",
+            ));
+        }
+    }
     Ok(list.into_iter().map(|(_, n)| n).collect())
 }
 
@@ -146,8 +164,8 @@ mod tests {
 
     #[test]
     fn both_list_forms_read_alike() {
-        let text = read(json!({"subnets": "10.0.0.1/16 , fd00::/64", "gateway": true})).unwrap();
-        let list = read(json!({"subnets": ["10.0.0.0/16", "fd00::/64"], "gateway": "10.0.0.1"})).unwrap();
+        let text = read(json!({"subnets": " 10.0.0.1/16 ", "gateway": true})).unwrap();
+        let list = read(json!({"subnets": ["10.0.0.0/16"], "gateway": "10.0.0.1"})).unwrap();
         assert_eq!(text, list);
         assert_eq!(text.0[0].to_string(), "10.0.0.0/16");
         assert_eq!(read(json!({"subnets": ""})).unwrap(), (vec![], vec![], None));

@@ -34,6 +34,7 @@ use crate::dataplane::Dataplane;
 use crate::ipam::{BlockHooks, HandleKey, Ipam, IpamError};
 use crate::metrics::Metrics;
 use crate::resources::Resources;
+use crate::store::StoreError;
 use lanes_proto::v1 as pb;
 
 pub use cluster::Cluster;
@@ -61,6 +62,10 @@ pub struct Workloads {
     pub cluster: Option<Arc<dyn Cluster>>,
     handle_locks: StdMutex<HashMap<HandleKey, Arc<Mutex<()>>>>,
     gc_lock: RwLock<()>,
+    /// Turns true when lanesd begins to shut down: long waits inside a call end early.
+    stop: Option<watch::Receiver<bool>>,
+    /// `primary.serviceCidrs`: kept on eth0 when a lane takes the default route.
+    pub service_cidrs: Vec<IpNet>,
 }
 
 /// The outcome of one CNI call: stdout bytes, and the error if it failed.
@@ -99,7 +104,31 @@ impl Workloads {
             cluster: None,
             handle_locks: StdMutex::new(HashMap::new()),
             gc_lock: RwLock::new(()),
+            stop: None,
+            service_cidrs: Vec::new(),
         }
+    }
+
+    /// The cluster's Service CIDRs (`primary.serviceCidrs`).
+    pub fn with_service_cidrs(mut self, cidrs: Vec<IpNet>) -> Self {
+        self.service_cidrs = cidrs;
+        self
+    }
+
+    /// Long waits inside calls (the `ovn-installed` wait) end when `stop` turns true.
+    pub fn with_stop(mut self, stop: watch::Receiver<bool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// Completes once lanesd is shutting down; never without [`Workloads::with_stop`].
+    pub async fn stopping(&self) {
+        if let Some(mut rx) = self.stop.clone() {
+            if rx.wait_for(|s| *s).await.is_ok() {
+                return;
+            }
+        }
+        std::future::pending().await
     }
 
     /// Reads pods and readiness from `cluster` and writes network-status there.
@@ -293,6 +322,10 @@ pub(crate) fn ipam_error(e: IpamError) -> CniError {
             CniError::ipam_exhausted("IP address allocation failed", e.to_string())
         }
         IpamError::Contention => CniError::try_again_later("IP address allocation contended", e.to_string()),
+        // An unreachable datastore (API server down) is transient: the runtime should retry.
+        IpamError::Store(StoreError::Unavailable(_)) => {
+            CniError::try_again_later("datastore unavailable", e.to_string())
+        }
         IpamError::Store(_) => CniError::datastore("datastore write failed", e.to_string()),
         IpamError::Claim { .. } => CniError::dataplane("block claim failed", e.to_string()),
     }

@@ -51,7 +51,6 @@ use crate::secondary::{naming, parse_nad, parse_selection, resolve, NadError, Ne
 use crate::store::{to_value, StateStore};
 
 /// How long ADD waits for ovn-controller to bind the port.
-pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest a DEL (or an ADD's undo) waits for OVS or NB before leaving the rest
 /// to the retry task.
 pub const DEL_BUDGET: Duration = Duration::from_secs(2);
@@ -74,6 +73,8 @@ pub struct Ovn {
     pub bridge: String,
     /// Deadline of each OVSDB call and of the NB part of one attachment.
     pub call_timeout: Duration,
+    /// How long ADD waits for `ovn-installed` (`ovn.installTimeoutMs`).
+    pub install_timeout: Duration,
     /// Held while a pending delete is finished, and by ADD while it supersedes one.
     cleanup: tokio::sync::Mutex<()>,
     /// Bumped whenever a record is flagged pendingDelete; `swept` is the value a
@@ -109,6 +110,7 @@ impl Ovn {
             ovs: OvsDb::new(ovs_client),
             bridge: cfg.bridge.clone(),
             call_timeout,
+            install_timeout: Duration::from_millis(cfg.install_timeout_ms),
             cleanup: tokio::sync::Mutex::new(()),
             marks: AtomicU64::new(1),
             swept: AtomicU64::new(0),
@@ -507,6 +509,9 @@ async fn wire(
     let res = w.resources();
     let mut primary_routes: Vec<IpNet> = res.pools.values().filter(|p| !p.is_ipv6()).map(|p| p.cidr).collect();
     primary_routes.extend(res.bgp_settings(&w.node).service_cluster_ips.iter().copied());
+    primary_routes.extend(w.service_cidrs.iter().copied());
+    primary_routes.sort();
+    primary_routes.dedup();
     let spec = SecondarySpec {
         netns: PathBuf::from(&pod.netns),
         ifname: r.interface.clone(),
@@ -542,24 +547,42 @@ async fn wire(
         .ensure_port(&ovn.bridge, &rec.host_ifname, "", &ids)
         .await
         .map_err(|e| CniError::try_again_later("OVS: add the port to the integration bridge", e.to_string()))?;
+    // Bounded by `ovn.installTimeoutMs`; cut short when lanesd shuts down. Either way the
+    // caller rolls back what this ADD made.
+    let started = Instant::now();
     let waited = ovn
         .ovs
         .wait_interface_column(
             &rec.host_ifname,
             "external_ids:ovn-installed",
             "true",
-            INSTALL_TIMEOUT,
-            std::future::pending(),
+            ovn.install_timeout,
+            w.stopping(),
         )
-        .await
-        .map_err(|e| {
-            CniError::try_again_later(
-                "OVN did not install the port in time",
-                format!("{} (LSP {}): {e}", rec.host_ifname, rec.lsp),
-            )
-        })?;
-    w.metrics.ovn_install_wait.observe(waited.as_secs_f64());
-    Ok(())
+        .await;
+    w.metrics.ovn_install_wait.observe(
+        waited
+            .as_ref()
+            .copied()
+            .unwrap_or_else(|_| started.elapsed())
+            .as_secs_f64(),
+    );
+    match waited {
+        Ok(_) => Ok(()),
+        Err(e @ ovn_bridge::Error::Cancelled { .. }) => Err(CniError::try_again_later(
+            "lanesd is shutting down",
+            format!("{} (LSP {}): {e}", rec.host_ifname, rec.lsp),
+        )),
+        Err(e) => Err(CniError::try_again_later(
+            "OVN did not install the port in time",
+            format!(
+                "{} (LSP {}): {e} (ovn.installTimeoutMs {}; is ovn-controller running on this node?)",
+                rec.host_ifname,
+                rec.lsp,
+                ovn.install_timeout.as_millis()
+            ),
+        )),
+    }
 }
 
 async fn ensure_switch(ovn: &Ovn, net: &Network) -> Result<(), ovn_bridge::Error> {
@@ -576,10 +599,47 @@ async fn ensure_switch(ovn: &Ovn, net: &Network) -> Result<(), ovn_bridge::Error
     }
     other.insert("mtu".to_string(), net.mtu.to_string());
     let ids = BTreeMap::from([("k8s.ovn.org/network".to_string(), net.net_name.clone())]);
-    ovn.nb
-        .ensure_logical_switch(&net.switch_name, &other, &ids)
-        .await
-        .map(drop)
+    ovn.nb.ensure_logical_switch(&net.switch_name, &other, &ids).await?;
+    // The NAD's `gateway` is a logical router port on the switch: it answers ARP and ping for
+    // that address, so a pod's default route via the lane has a first hop that exists.
+    if let Some(gw) = gateway_port(net) {
+        ovn.nb.ensure_logical_router(&gw.router, &ids).await?;
+        ovn.nb
+            .connect_switch_to_router(
+                &net.switch_name,
+                &gw.router,
+                &gw.router_port,
+                &gw.switch_port,
+                &gw.mac,
+                std::slice::from_ref(&gw.network),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// The OVN objects of a network's gateway, named as ovn-kubernetes names its cluster router's
+/// (`<prefix>ovn_cluster_router`, `rtos-<switch>` on it, `stor-<switch>` on the switch).
+#[derive(Debug, PartialEq, Eq)]
+struct GatewayPort {
+    router: String,
+    router_port: String,
+    switch_port: String,
+    mac: String,
+    /// `10.144.0.1/16`: the gateway address with its subnet's prefix.
+    network: String,
+}
+
+fn gateway_port(net: &Network) -> Option<GatewayPort> {
+    let gw = net.gateway?;
+    let subnet = net.subnet_for(gw)?;
+    Some(GatewayPort {
+        router: naming::network_prefix(&net.net_name) + "ovn_cluster_router",
+        router_port: format!("rtos-{}", net.switch_name),
+        switch_port: format!("stor-{}", net.switch_name),
+        mac: naming::mac_from_ip(gw),
+        network: format!("{gw}/{}", subnet.prefix_len()),
+    })
 }
 
 /// OVN's `exclude_ips` syntax: an address, or `first..last` for a range.
@@ -1058,5 +1118,46 @@ async fn put(store: &dyn StateStore, key: &str, value: &serde_json::Value) -> Re
             .map(drop)
             .map_err(|e| e.to_string()),
         None => store.create(key, value).await.map(drop).map_err(|e| e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::meta::ObjectMeta;
+    use crate::resources::RawResource;
+
+    fn network(config: &str) -> Network {
+        parse_nad(&RawResource {
+            api_version: crate::resources::API_NAD.into(),
+            kind: NAD_KIND.into(),
+            metadata: ObjectMeta {
+                name: "yusur-ovn".into(),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            spec: serde_json::json!({ "config": config }),
+            source: "nads.yaml".into(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_nad_gateway_becomes_a_router_port_on_the_switch() {
+        let with = network(
+            r#"{"cniVersion":"1.0.0","name":"yusur-ovn","type":"lanes","subnets":"10.144.0.0/16","gateway":"10.144.0.1"}"#,
+        );
+        assert_eq!(
+            gateway_port(&with),
+            Some(GatewayPort {
+                router: "yusur.ovn_ovn_cluster_router".into(),
+                router_port: "rtos-yusur.ovn_ovn_layer2_switch".into(),
+                switch_port: "stor-yusur.ovn_ovn_layer2_switch".into(),
+                mac: "0a:58:0a:90:00:01".into(),
+                network: "10.144.0.1/16".into(),
+            })
+        );
+        let without = network(r#"{"cniVersion":"1.0.0","name":"yusur-ovn","type":"lanes","subnets":"10.144.0.0/16"}"#);
+        assert_eq!(gateway_port(&without), None);
     }
 }
