@@ -31,9 +31,9 @@ pub struct Metrics {
     pub bgp_peers: Family<StateLabel, Gauge>,
     pub bgp_routes_imported: Gauge,
     pub bgp_routes_exported: Gauge,
-    pub bird_restarts: Gauge,
-    pub bird_applies: Gauge,
-    pub bird_apply_failures: Gauge,
+    pub bird_restarts: Counter,
+    pub bird_applies: Counter,
+    pub bird_apply_failures: Counter,
     pub cni_requests: Family<CniLabels, Counter>,
     pub cni_seconds: Family<VerbLabel, Histogram>,
     pub attachments: Gauge,
@@ -71,10 +71,11 @@ impl Metrics {
         );
         let bgp_peers = Family::<StateLabel, Gauge>::default();
         let (bgp_routes_imported, bgp_routes_exported) = (Gauge::default(), Gauge::default());
-        let (bird_restarts, bird_applies, bird_apply_failures) = (Gauge::default(), Gauge::default(), Gauge::default());
+        let (bird_restarts, bird_applies, bird_apply_failures) =
+            (Counter::default(), Counter::default(), Counter::default());
         registry.register(
             "bgp_peers",
-            "BGP sessions by state (up, down, start)",
+            "BGP sessions by BIRD protocol state (up, start, stop, down, …)",
             bgp_peers.clone(),
         );
         registry.register(
@@ -135,19 +136,36 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Per-state peer counts and route totals from BIRD's protocol table.
+    /// Per-state peer counts and route totals from BIRD's protocol table. The usual states
+    /// are always there (0 when no session is in them); any other state BIRD reports too.
     pub fn record_peers(&self, peers: &[crate::bgp::status::PeerRow]) {
         self.bgp_peers.clear();
-        for state in ["up", "down", "start"] {
-            let n = peers.iter().filter(|p| p.state == state).count();
+        for state in ["up", "start", "down"] {
+            self.bgp_peers.get_or_create(&StateLabel { state: state.into() }).set(0);
+        }
+        for p in peers {
             self.bgp_peers
-                .get_or_create(&StateLabel { state: state.into() })
-                .set(n as i64);
+                .get_or_create(&StateLabel { state: p.state.clone() })
+                .inc();
         }
         self.bgp_routes_imported
             .set(peers.iter().map(|p| p.routes_imported as i64).sum());
         self.bgp_routes_exported
             .set(peers.iter().map(|p| p.routes_exported as i64).sum());
+    }
+
+    /// BIRD's supervisor keeps the totals; the counters follow them.
+    pub fn record_bird(&self, restarts: u64, applies: u64, failures: u64) {
+        for (c, total) in [
+            (&self.bird_restarts, restarts),
+            (&self.bird_applies, applies),
+            (&self.bird_apply_failures, failures),
+        ] {
+            let seen = c.get();
+            if total > seen {
+                c.inc_by(total - seen);
+            }
+        }
     }
 
     /// The text exposition format.
@@ -181,5 +199,39 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("lanes_attachments 2"), "{text}");
+    }
+
+    #[test]
+    fn encodes_bgp_peers_by_state_and_bird_counters() {
+        use crate::bgp::status::PeerRow;
+        let m = super::Metrics::new();
+        let peer = |state: &str, imported, exported| PeerRow {
+            state: state.into(),
+            routes_imported: imported,
+            routes_exported: exported,
+            ..PeerRow::default()
+        };
+        m.record_peers(&[peer("up", 3, 2), peer("up", 4, 2), peer("stop", 0, 0)]);
+        m.record_bird(1, 5, 2);
+        m.record_bird(1, 6, 2);
+        let text = m.encode();
+        for want in [
+            r#"lanes_bgp_peers{state="up"} 2"#,
+            r#"lanes_bgp_peers{state="stop"} 1"#,
+            r#"lanes_bgp_peers{state="start"} 0"#,
+            r#"lanes_bgp_peers{state="down"} 0"#,
+            "lanes_bgp_routes_imported 7",
+            "lanes_bgp_routes_exported 4",
+            "lanes_bird_restarts_total 1",
+            "lanes_bird_config_applies_total 6",
+            "lanes_bird_config_failures_total 2",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
+        // A session that went away leaves no stale state behind.
+        m.record_peers(&[peer("up", 1, 1)]);
+        let text = m.encode();
+        assert!(text.contains(r#"lanes_bgp_peers{state="up"} 1"#), "{text}");
+        assert!(!text.contains(r#"state="stop""#), "{text}");
     }
 }

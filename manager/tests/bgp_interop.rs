@@ -628,7 +628,7 @@ fn vxlan_tx(node: &Node) -> u64 {
 #[test]
 fn vxlan_always_and_cross_subnet() {
     let name = "vxlan_always_and_cross_subnet";
-    if !prerequisites(name, &["ip", "bird", "ping"]) {
+    if !prerequisites(name, &["ip", "bird", "ping", "nft"]) {
         return;
     }
     let _serial = serial();
@@ -777,6 +777,26 @@ fn vxlan_always_and_cross_subnet() {
         );
     }
     ping_all("vxlanMode CrossSubnet, BGP up");
+
+    // natOutgoing (on in this pool): lanesd's nftables table is there, is put back when
+    // someone deletes it, and goes when the pool stops asking for it.
+    let nat_table = |n: &Node| n.netns.exec(&["nft", "list", "table", "ip", "lanes"]);
+    let (ok, table) = nat_table(&nodes[0]);
+    assert!(ok && table.contains("masquerade"), "node1: table ip lanes: {table}");
+    let (ok, out) = nodes[0].netns.exec(&["nft", "delete", "table", "ip", "lanes"]);
+    assert!(ok, "delete the NAT table by hand: {out}");
+    wait_for("node1: NAT table restored after a hand delete", 20, || {
+        nat_table(&nodes[0]).0.then_some(())
+    });
+    write_atomic(
+        &store.join("resources.yaml"),
+        &vxlan_resources("CrossSubnet").replace("natOutgoing: true", "natOutgoing: false"),
+    );
+    for n in nodes.iter() {
+        wait_for(&format!("{}: NAT table gone with natOutgoing off", n.name), 10, || {
+            (!nat_table(n).0).then_some(())
+        });
+    }
 
     eprintln!(
         "{name}: passed in {:.1}s (Always verified at {:.1}s, CrossSubnet routes {:.1}s after the change, \

@@ -656,6 +656,10 @@ fn md5_good_and_wrong_password() {
         peer["state"].as_str().unwrap_or_default()
     );
     assert!(!info.is_empty() && !info.contains("Established"), "{last}");
+    assert!(
+        info.contains("TCP MD5 password set"),
+        "status points at the password: {last}"
+    );
     let (ok, table) = c.nodes[1].lanesctl(&["node", "status"]);
     assert!(ok && table.contains("192.168.2.1"), "{table}");
     eprintln!("lanesctl node status (node3):\n{table}");

@@ -32,6 +32,10 @@ use lanes_proto::v1 as pb;
 pub const DEBOUNCE: Duration = Duration::from_millis(20);
 /// Resync even without a local trigger (remote nodes' changes).
 pub const RESYNC: Duration = Duration::from_secs(2);
+/// How often the nftables NAT tables are compared with what they should be even when the
+/// pools did not change, so a table flushed or edited by hand is put back (Felix refreshes
+/// its iptables the same way).
+pub const NAT_REFRESH: Duration = Duration::from_secs(10);
 
 pub struct DriverConfig {
     pub node: String,
@@ -51,8 +55,12 @@ struct State {
     last_text: Option<String>,
     last_error: Option<String>,
     vtep_ip: Option<Ipv4Addr>,
-    /// What the NAT table was last built from (nft runs only on change).
+    /// What the NAT table was last built from, and when it was last checked against the
+    /// kernel (nft runs on change and every [`NAT_REFRESH`]).
     nat_input: Option<Vec<crate::nat::NatPool>>,
+    nat_checked: Option<std::time::Instant>,
+    /// BIRD protocols with a TCP MD5 password (their status gets a hint when down).
+    md5_peers: std::collections::BTreeSet<String>,
 }
 
 pub struct BgpDriver {
@@ -183,6 +191,12 @@ impl BgpDriver {
             let mut st = self.state.lock().await;
             st.router_id = Some(desired.router_id);
             st.local_as = desired.local_as;
+            st.md5_peers = desired
+                .peers
+                .iter()
+                .filter(|p| p.password.is_some())
+                .map(|p| p.name.clone())
+                .collect();
             if st.last_text.as_deref() == Some(text.as_str()) {
                 return;
             }
@@ -347,12 +361,24 @@ impl BgpDriver {
                 nat_outgoing: p.nat_outgoing && !p.disabled,
             })
             .collect();
-        if self.state.lock().await.nat_input.as_ref() == Some(&pools) {
-            return;
+        {
+            let st = self.state.lock().await;
+            let fresh = st.nat_checked.is_some_and(|t| t.elapsed() < NAT_REFRESH);
+            if st.nat_input.as_ref() == Some(&pools) && fresh {
+                return;
+            }
         }
         let input = pools.clone();
+        // `apply` compares the loaded tables' digests first and writes only what differs.
         match tokio::task::spawn_blocking(move || crate::nat::apply(&input)).await {
-            Ok(Ok(_)) => self.state.lock().await.nat_input = Some(pools),
+            Ok(Ok(applied)) => {
+                let mut st = self.state.lock().await;
+                if applied == crate::nat::Applied::Updated && st.nat_input.as_ref() == Some(&pools) {
+                    tracing::warn!("natOutgoing tables had drifted from the pools; restored");
+                }
+                st.nat_input = Some(pools);
+                st.nat_checked = Some(std::time::Instant::now());
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "natOutgoing table"),
             Err(e) => tracing::warn!(error = %e, "natOutgoing task"),
         }
@@ -363,9 +389,8 @@ impl BgpDriver {
             return;
         }
         let stats = self.supervisor.metrics();
-        self.metrics.bird_restarts.set(stats.restarts as i64);
-        self.metrics.bird_applies.set(stats.applies_ok as i64);
-        self.metrics.bird_apply_failures.set(stats.applies_failed as i64);
+        self.metrics
+            .record_bird(stats.restarts, stats.applies_ok, stats.applies_failed);
         if let Ok(peers) = self.peers().await {
             self.metrics.record_peers(&peers);
         }
@@ -419,11 +444,26 @@ pub fn merge_nodes(res: &Resources, registered: &[NodeRecord]) -> Vec<NodeInfo> 
 impl crate::api::node::BgpView for BgpDriver {
     async fn status(&self) -> pb::BgpStatus {
         let stats = self.supervisor.metrics();
-        let (router_id, local_as, last_error) = {
+        let (router_id, local_as, last_error, md5_peers) = {
             let st = self.state.lock().await;
-            (st.router_id, st.local_as, st.last_error.clone())
+            (st.router_id, st.local_as, st.last_error.clone(), st.md5_peers.clone())
         };
-        let peers = self.peers().await;
+        let mut peers = self.peers().await;
+        if let Ok(rows) = &mut peers {
+            // lanesd runs in the node's netns: these are the node's own TCP counters.
+            let counters = std::fs::read_to_string("/proc/net/netstat")
+                .map(|t| super::status::parse_md5_counters(&t))
+                .unwrap_or_default();
+            for row in rows.iter_mut().filter(|r| md5_peers.contains(&r.name)) {
+                if let Some(hint) = super::status::md5_hint(row, counters) {
+                    row.info = if row.info.is_empty() {
+                        hint
+                    } else {
+                        format!("{}; {hint}", row.info)
+                    };
+                }
+            }
+        }
         let bird_state = match (&peers, stats.pid) {
             (Ok(_), _) => "running",
             (Err(_), Some(_)) => "starting",

@@ -462,5 +462,55 @@ pub fn address_from_name(rest: &str) -> String {
     id.replace('_', if is_v4 { "." } else { ":" })
 }
 
+/// The kernel's TCP MD5 counters of this network namespace (`/proc/net/netstat`, `TcpExt:`):
+/// segments dropped for a wrong signature, a missing one, or an unexpected one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Md5Counters {
+    pub failure: u64,
+    pub not_found: u64,
+    pub unexpected: u64,
+}
+
+/// Reads [`Md5Counters`] from the text of `/proc/net/netstat` (a header line and a value line
+/// per group). Missing counters read as 0.
+pub fn parse_md5_counters(netstat: &str) -> Md5Counters {
+    let mut lines = netstat.lines();
+    let mut c = Md5Counters::default();
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        let (Some(names), Some(values)) = (names.strip_prefix("TcpExt:"), values.strip_prefix("TcpExt:")) else {
+            continue;
+        };
+        for (name, value) in names.split_whitespace().zip(values.split_whitespace()) {
+            let v = value.parse().unwrap_or(0);
+            match name {
+                "TCPMD5Failure" => c.failure = v,
+                "TCPMD5NotFound" => c.not_found = v,
+                "TCPMD5Unexpected" => c.unexpected = v,
+                _ => {}
+            }
+        }
+    }
+    c
+}
+
+/// BIRD cannot tell a TCP MD5 mismatch from a silent peer: the kernel drops the segments. For a
+/// session with a password that is not up, say so in INFO, with the kernel's counters (they
+/// only grow while a signature is wrong or missing on one side).
+pub fn md5_hint(row: &PeerRow, counters: Md5Counters) -> Option<String> {
+    if row.state == "up" {
+        return None;
+    }
+    let dropped = counters.failure + counters.not_found + counters.unexpected;
+    Some(if dropped > 0 {
+        format!(
+            "TCP MD5 password set, kernel dropped {dropped} segments for a bad or missing \
+             signature (TCPMD5Failure {}, NotFound {}, Unexpected {}): passwords likely differ",
+            counters.failure, counters.not_found, counters.unexpected
+        )
+    } else {
+        "TCP MD5 password set, no signature failures seen yet".to_string()
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -393,3 +393,36 @@ fn route_count() {
         RouteCount::default()
     );
 }
+
+#[test]
+fn md5_counters_and_hint() {
+    let netstat = "TcpExt: SyncookiesSent TCPMD5NotFound TCPMD5Unexpected TCPMD5Failure\n\
+                   TcpExt: 0 2 0 7\n\
+                   IpExt: InNoRoutes\n\
+                   IpExt: 0\n";
+    let c = parse_md5_counters(netstat);
+    assert_eq!(
+        c,
+        Md5Counters {
+            failure: 7,
+            not_found: 2,
+            unexpected: 0
+        }
+    );
+    assert_eq!(parse_md5_counters(""), Md5Counters::default());
+    let mut row = PeerRow {
+        state: "start".into(),
+        info: "Connect".into(),
+        ..PeerRow::default()
+    };
+    let hint = md5_hint(&row, c).unwrap();
+    assert!(
+        hint.contains("passwords likely differ") && hint.contains("TCPMD5Failure 7"),
+        "{hint}"
+    );
+    assert!(md5_hint(&row, Md5Counters::default())
+        .unwrap()
+        .contains("no signature failures"));
+    row.state = "up".into();
+    assert_eq!(md5_hint(&row, c), None);
+}
