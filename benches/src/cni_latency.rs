@@ -105,6 +105,7 @@ fn main() {
         }
     }
     let mut rows = Vec::new();
+    let mut rss = 0.0;
     for (k, p) in [&ptp, &lanes].into_iter().enumerate() {
         rows.push(measure(
             p,
@@ -118,7 +119,8 @@ fn main() {
             for i in 0..CONC {
                 exec(p, "ADD", &format!("rss{i}"), &pods.path(half + i));
             }
-            println!("lanesd RSS after {CONC} pods: {:.1} MB", rss_mb(daemon.0.id()));
+            rss = rss_mb(daemon.0.id());
+            println!("lanesd RSS after {CONC} pods: {rss:.1} MB");
             for i in 0..CONC {
                 exec(p, "DEL", &format!("rss{i}"), &pods.path(half + i));
             }
@@ -153,6 +155,46 @@ fn main() {
         l.cadd.0 / p.cadd.0,
         l.cwall / p.cwall
     );
+    // VERSION, exec → exit: what every runtime pays before it trusts a plugin. The shim
+    // answers it itself, without the daemon.
+    let mut version = [Vec::new(), Vec::new()];
+    for i in 0..SEQ {
+        for (k, p) in [&ptp, &lanes].into_iter().enumerate() {
+            version[k].push(exec(p, "VERSION", &format!("v{i}"), ""));
+        }
+    }
+    let (vp, vl) = (
+        pct2(std::mem::take(&mut version[0])),
+        pct2(std::mem::take(&mut version[1])),
+    );
+    println!(
+        "VERSION exec→exit: ptp p50 {:.2}ms p99 {:.2}ms, lanes-cni p50 {:.2}ms p99 {:.2}ms",
+        vp.0, vp.1, vl.0, vl.1
+    );
+    let size = std::fs::metadata(&shim).map(|m| m.len()).unwrap_or(0);
+    // The floors, each judged on this run.
+    println!();
+    for (what, ok) in [
+        (format!("shim size {size} bytes ≤ 1 MB (1048576)"), size <= 1 << 20),
+        (format!("VERSION p50 {:.2}ms ≤ 3ms", vl.0), vl.0 <= 3.0),
+        (format!("ADD p50 {:.2}ms ≤ 5ms", l.add.0), l.add.0 <= 5.0),
+        (
+            format!("ADD p50 {:.2}x ptp ≤ 0.3x", l.add.0 / p.add.0),
+            l.add.0 / p.add.0 <= 0.3,
+        ),
+        (
+            format!("DEL p50 {:.2}x ptp ≤ 0.8x", l.del.0 / p.del.0),
+            l.del.0 / p.del.0 <= 0.8,
+        ),
+        (
+            format!("{CONC} concurrent ADDs in {:.0}ms ≤ 2000ms", l.cwall),
+            l.cwall <= 2000.0,
+        ),
+        (format!("lanesd RSS after {CONC} pods {rss:.1} MB ≤ 30 MB"), rss <= 30.0),
+    ] {
+        println!("floor: {} {what}", if ok { "OK  " } else { "OVER" });
+    }
+    println!();
     // libcni's own in-process loop, for the "under cnidriver" view.
     for (name, conf) in [("ptp+host-local", &ptp.conf), ("lanes-cni", &lanes.conf)] {
         let conf_path = work.join(format!("{}.conf", name.replace('+', "-")));
