@@ -78,7 +78,9 @@ async fn soft_deleted_leftovers_are_invisible_and_replaced() {
     assert_eq!(s.get(key).await.unwrap().unwrap().value, json!({"n": 3}));
 }
 
-/// Two nodes' IPAM on one API server: every address handed out once, blocks split by affinity.
+/// Two nodes' IPAM on one API server: every address handed out once, blocks split by affinity,
+/// and the 409s met on the way (at least one stale write, forced) were retried, not turned into
+/// failed ADDs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_never_share_an_address() {
     use crate::ipam::{Allocation, BlockHooks, Ipam, Policy, PoolChoice};
@@ -100,6 +102,23 @@ async fn two_nodes_never_share_an_address() {
         cidr: "10.20.0.0/24".parse().unwrap(),
         block_size: 28,
     };
+    // A real CAS conflict on every run (the nodes' blocks rarely collide by chance): node1 holds
+    // its block at one resourceVersion, another writer bumps it, and node1's next allocation PUT
+    // carries the stale one.
+    let first = Allocation {
+        container_id: "c0-first".into(),
+        ifname: "eth0".into(),
+        node: "node1".into(),
+        ..Default::default()
+    };
+    let first = nodes[0]
+        .assign(first, &[pool.clone()], Policy::default())
+        .await
+        .unwrap()
+        .ip;
+    let block = api.all(BLOCKS).pop().expect("node1's block");
+    api.put(BLOCKS, block);
+    assert_eq!(api.conflicts(), 0);
     let mut tasks = Vec::new();
     for (n, ipam) in nodes.iter().enumerate() {
         for i in 0..40 {
@@ -115,17 +134,18 @@ async fn two_nodes_never_share_an_address() {
             }));
         }
     }
-    let mut ips = std::collections::BTreeSet::new();
+    let mut ips = std::collections::BTreeSet::from([first]);
     for t in tasks {
         let ip = t.await.unwrap().expect("an address");
         assert!(ips.insert(ip), "{ip} handed out twice");
     }
-    assert_eq!(ips.len(), 80);
+    assert_eq!(ips.len(), 81);
+    assert!(api.conflicts() >= 1, "no 409 was answered");
     let blocks = api.all(BLOCKS);
     for b in &blocks {
         let aff = b["spec"]["affinity"].as_str().unwrap();
         for (_, a) in b["spec"]["allocations"].as_object().unwrap() {
-            // 16-address blocks, 40 pods a node: nobody needed to borrow.
+            // 16-address blocks, 41 pods at most a node: nobody needed to borrow.
             assert_eq!(a["node"].as_str(), Some(aff), "{b}");
         }
     }
@@ -277,7 +297,8 @@ mod sequences {
 }
 
 /// The reflector caches: not synced while the API is down, then the snapshot follows NADs and
-/// pods as they change; a pod the cache lacks costs one GET.
+/// pods as they change; a pod the cache lacks costs one GET; an outage later fails the lookups
+/// that need the API, and the watches catch up once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caches_sync_follow_changes_and_fall_back_to_a_get() {
     use crate::workload::Cluster;
@@ -370,24 +391,78 @@ async fn caches_sync_follow_changes_and_fall_back_to_a_get() {
     );
     assert!(resources.borrow().pools.contains_key("pool1"));
 
-    // Cache hit: no request. Cache miss (pod just created, watch not there yet): one GET.
+    // Cache hit: no request.
     let before = api.requests().len();
     let here = caches.pod("default", "here", Some("u-here")).await.unwrap().unwrap();
     assert_eq!(here.uid.as_deref(), Some("u-here"));
     assert_eq!(api.requests().len(), before, "served from the cache");
-    api.set_down(true);
-    api.set_down(false);
+
+    // Cache miss: the kubelet's pod is in the API, its watch event not here yet. One GET finds it.
+    api.pause_watches(true);
     api.put(
         "/v1/pods",
         json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "new", "namespace": "default", "uid": "u-new"}, "spec": {"nodeName": "node1"}}),
     );
-    let got = caches.pod("default", "missing", None).await.unwrap();
-    assert!(got.is_none());
-    assert!(api
-        .requests()
-        .iter()
-        .any(|r| r == "GET /api/v1/namespaces/default/pods/missing"));
+    let before = api.requests().len();
+    let new = caches.pod("default", "new", Some("u-new")).await.unwrap();
+    assert_eq!(new.and_then(|p| p.uid).as_deref(), Some("u-new"), "found by the GET");
+    assert_eq!(
+        api.requests()[before..],
+        ["GET /api/v1/namespaces/default/pods/new".to_string()],
+        "exactly one GET"
+    );
+    assert!(resources.borrow().pod("default", "new").is_none(), "not cached yet");
+    api.pause_watches(false);
+    timeout(
+        resources.wait_for(|r| r.pod("default", "new").is_some()),
+        "the held event",
+    )
+    .await
+    .unwrap();
+    let before = api.requests().len();
+    caches.pod("default", "new", Some("u-new")).await.unwrap().unwrap();
+    assert_eq!(api.requests().len(), before, "cached once the watch caught up");
+    // A pod nobody has: one GET, and None.
+    assert!(caches.pod("default", "missing", None).await.unwrap().is_none());
+    assert_eq!(
+        api.requests().last().map(String::as_str),
+        Some("GET /api/v1/namespaces/default/pods/missing")
+    );
+
+    // The API goes down later: a lookup that needs the API fails naming the pod, cached pods
+    // are still served, and nothing claims to be unsynced (the last snapshot stays good).
+    api.set_down(true);
+    let err = caches.pod("default", "ghost", None).await.unwrap_err();
+    assert!(err.contains("get pod default/ghost"), "{err}");
+    assert!(caches.pod("default", "here", Some("u-here")).await.unwrap().is_some());
+    assert!(caches.not_synced().is_none());
+    // What changes during the outage reaches the caches once the API is back (watches resume).
+    api.put(
+        "/v1/pods",
+        json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "during", "namespace": "default", "uid": "u-d"}, "spec": {"nodeName": "node1"}}),
+    );
+    api.remove("/v1/pods", "default", "here");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(resources.borrow().pod("default", "during").is_none(), "down: no news");
+    api.set_down(false);
+    timeout(
+        resources.wait_for(|r| r.pod("default", "during").is_some() && r.pod("default", "here").is_none()),
+        "the caches resynced after the outage",
+    )
+    .await
+    .unwrap();
+    let before = api.requests().len();
+    caches.pod("default", "during", Some("u-d")).await.unwrap().unwrap();
+    assert_eq!(api.requests().len(), before, "served from the resynced cache");
+}
+
+/// Fails the test after 10 s instead of hanging it.
+async fn timeout<F: std::future::Future>(f: F, what: &str) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
 async fn wait(mut cond: impl FnMut() -> bool, what: &str) {
