@@ -458,6 +458,70 @@ async fn caches_sync_follow_changes_and_fall_back_to_a_get() {
     assert_eq!(api.requests().len(), before, "served from the resynced cache");
 }
 
+/// Calico migration (`calicoResources`): Calico's crd.projectcalico.org/v1 objects, pasted as the
+/// seed has them, are the pools and BGP setup; ours of those kinds are not read, and nothing at
+/// all is written to the API (Calico can be switched back on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calico_resources_are_read_and_never_written() {
+    const CALICO: &str = "crd.projectcalico.org/v1";
+    let api = FakeApi::new();
+    api.put(
+        &format!("{CALICO}/ippools"),
+        json!({"apiVersion": CALICO, "kind": "IPPool", "metadata": {"name": "default-ipv4-ippool"},
+               "spec": {"cidr": "10.244.0.0/16", "blockSize": 26, "ipipMode": "Never",
+                        "natOutgoing": true, "nodeSelector": "all()", "vxlanMode": "Never"}}),
+    );
+    api.put(
+        &format!("{CALICO}/bgpconfigurations"),
+        json!({"apiVersion": CALICO, "kind": "BGPConfiguration", "metadata": {"name": "default"},
+               "spec": {"logSeverityScreen": "Info", "nodeToNodeMeshEnabled": false, "asNumber": 63400}}),
+    );
+    api.put(
+        &format!("{CALICO}/bgppeers"),
+        json!({"apiVersion": CALICO, "kind": "BGPPeer", "metadata": {"name": "rack1-tor"},
+               "spec": {"peerIP": "192.168.0.1", "asNumber": 63400, "nodeSelector": "rack == 'rack-1'"}}),
+    );
+    // Ours, of a kind Calico's replace: not read.
+    api.put(
+        "lanes.dev/v1/ippools",
+        json!({"apiVersion": "lanes.dev/v1", "kind": "IPPool", "metadata": {"name": "ours"},
+               "spec": {"cidr": "10.99.0.0/16", "blockSize": 26}}),
+    );
+    let (events, _) = tokio::sync::broadcast::channel(16);
+    let started = super::caches::Caches::start(api.client(), limits(), "node1", true, events);
+    let mut resources = started.resources.clone();
+    let snap = timeout(
+        resources.wait_for(|r| !r.pools.is_empty() && !r.bgp_peers.is_empty()),
+        "Calico's resources loaded",
+    )
+    .await
+    .unwrap()
+    .clone();
+    assert!(started.rejected.borrow().is_empty(), "{:?}", started.rejected.borrow());
+    let pool = &snap.pools["default-ipv4-ippool"];
+    assert_eq!(
+        (pool.cidr.to_string(), pool.block_size),
+        ("10.244.0.0/16".to_string(), 26)
+    );
+    assert!(!snap.pools.contains_key("ours"), "lanes.dev IPPools are not read");
+    let bgp = &snap.bgp_configurations["default"];
+    assert_eq!(
+        (bgp.as_number, bgp.node_to_node_mesh_enabled),
+        (Some(63400), Some(false))
+    );
+    assert!(snap.bgp_peers.contains_key("rack1-tor"));
+
+    let requests = api.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET /apis/crd.projectcalico.org/v1/bgppeers")),
+        "{requests:?}"
+    );
+    let writes: Vec<&String> = requests.iter().filter(|r| !r.starts_with("GET ")).collect();
+    assert!(writes.is_empty(), "the caches wrote: {writes:?}");
+}
+
 /// Fails the test after 10 s instead of hanging it.
 async fn timeout<F: std::future::Future>(f: F, what: &str) -> F::Output {
     tokio::time::timeout(Duration::from_secs(10), f)
