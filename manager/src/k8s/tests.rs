@@ -522,6 +522,116 @@ async fn calico_resources_are_read_and_never_written() {
     assert!(writes.is_empty(), "the caches wrote: {writes:?}");
 }
 
+/// Least privilege: every call site of lanesd runs against the fake server (caches with our
+/// resources and with Calico's, the pod GET fallback, network-status, and each state kind's
+/// create/get/update/list/watch/delete), and the ClusterRole in examples/kubernetes/rbac.yaml
+/// must grant exactly the (group, resource, verb)s those requests need: nothing missing, nothing
+/// unused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_grants_exactly_the_calls_lanesd_makes() {
+    use crate::workload::Cluster;
+    use serde::Deserialize;
+    use std::collections::BTreeSet;
+
+    let api = FakeApi::new();
+    api.put(
+        "/v1/pods",
+        json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "busybox3", "namespace": "default", "uid": "u-1"}, "spec": {"nodeName": "node1"}}),
+    );
+    for calico in [false, true] {
+        let (events, _) = tokio::sync::broadcast::channel(16);
+        let started = super::caches::Caches::start(api.client(), limits(), "node1", calico, events);
+        wait(|| started.caches.not_synced().is_none(), "caches synced").await;
+        started.caches.pod("default", "not-cached", None).await.unwrap();
+    }
+    super::status::write(&api.client(), &limits(), "default", "busybox3", "u-1", "[]")
+        .await
+        .unwrap();
+    let s = kube_store(&api);
+    for (folder, key, plural) in [
+        ("ipam/blocks/", "ipam/blocks/10.1.0.0-26", "ipamblocks"),
+        ("nodes/", "nodes/node1", "nodestates"),
+        ("secondary/node1/", "secondary/node1/ctr_1.eth1", "secondaryattachments"),
+    ] {
+        let _events = s.watch(folder);
+        let rev = s.create(key, &json!({"n": 1})).await.unwrap();
+        s.get(key).await.unwrap().expect("created");
+        let rev = s.update(key, &json!({"n": 2}), &rev).await.unwrap();
+        s.list(folder).await.unwrap();
+        s.delete(key, &rev).await.unwrap();
+        let watched = |r: &String| r.contains(&format!("/{plural}?")) && r.contains("watch=true");
+        wait(|| api.requests().iter().any(watched), "the state watch").await;
+    }
+
+    let used: BTreeSet<(String, String, String)> = api.requests().iter().map(|r| rbac_need(r)).collect();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/kubernetes/rbac.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut granted = BTreeSet::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let doc = Value::deserialize(doc).unwrap();
+        if doc["kind"] != "ClusterRole" {
+            continue;
+        }
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect()
+        };
+        for rule in doc["rules"].as_array().unwrap() {
+            for g in strings(&rule["apiGroups"]) {
+                for r in strings(&rule["resources"]) {
+                    for v in strings(&rule["verbs"]) {
+                        granted.insert((g.clone(), r.clone(), v));
+                    }
+                }
+            }
+        }
+    }
+    let missing: Vec<_> = used.difference(&granted).collect();
+    let unused: Vec<_> = granted.difference(&used).collect();
+    assert!(missing.is_empty(), "rbac.yaml lacks {missing:?}");
+    assert!(
+        unused.is_empty(),
+        "rbac.yaml grants what lanesd never calls: {unused:?}"
+    );
+}
+
+/// What RBAC must allow for one logged request (`METHOD path?query`): (group, resource, verb).
+fn rbac_need(request: &str) -> (String, String, String) {
+    let (method, rest) = request.split_once(' ').unwrap();
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", _, rest @ ..] => ("", rest),
+        ["apis", group, _, rest @ ..] => (*group, rest),
+        _ => panic!("{request}"),
+    };
+    let rest = match rest {
+        ["namespaces", _, rest @ ..] if !rest.is_empty() => rest,
+        rest => rest,
+    };
+    let (resource, named) = match rest {
+        [plural] => (plural.to_string(), false),
+        [plural, _] => (plural.to_string(), true),
+        [plural, _, sub] => (format!("{plural}/{sub}"), true),
+        _ => panic!("{request}"),
+    };
+    let verb = match (method, named) {
+        ("GET", true) => "get",
+        ("GET", false) if query.split('&').any(|kv| kv == "watch=true") => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        _ => panic!("{request}"),
+    };
+    (group.to_string(), resource, verb.to_string())
+}
+
 /// Fails the test after 10 s instead of hanging it.
 async fn timeout<F: std::future::Future>(f: F, what: &str) -> F::Output {
     tokio::time::timeout(Duration::from_secs(10), f)
