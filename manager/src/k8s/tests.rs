@@ -112,7 +112,7 @@ async fn two_nodes_never_share_an_address() {
         ..Default::default()
     };
     let first = nodes[0]
-        .assign(first, &[pool.clone()], Policy::default())
+        .assign(first, std::slice::from_ref(&pool), Policy::default())
         .await
         .unwrap()
         .ip;
