@@ -129,13 +129,11 @@ impl BgpDriver {
         self.refresh_metrics().await;
     }
 
-    /// Node spec.bgp.ipv4Address, else the first IPv4 address of the primary interface.
+    /// Node spec.bgp.ipv4Address, else the first IPv4 address of the primary interface, else
+    /// the Node's Kubernetes InternalIP (as a /32).
     async fn node_address(&self, res: &Resources) -> Option<Ipv4Net> {
-        let from_doc = res
-            .nodes
-            .get(&self.cfg.node)
-            .and_then(|n| n.bgp.as_ref())
-            .and_then(|b| b.ipv4_address);
+        let node = res.nodes.get(&self.cfg.node);
+        let from_doc = node.and_then(|n| n.bgp.as_ref()).and_then(|b| b.ipv4_address);
         let addr = match from_doc {
             Some(a) => Some(a),
             None => self
@@ -145,6 +143,7 @@ impl BgpDriver {
                 .ok()
                 .flatten(),
         };
+        let addr = addr.or_else(|| node?.internal_ipv4.map(Ipv4Net::from));
         self.state.lock().await.node_address = addr;
         addr
     }
@@ -414,7 +413,8 @@ impl BgpDriver {
 }
 
 /// Node documents (labels, spec.bgp) with addresses from the registry where
-/// the document gives none (lanesd autodetects and registers its own).
+/// the document gives none (lanesd autodetects and registers its own), and
+/// Kubernetes' InternalIP where neither does.
 pub fn merge_nodes(res: &Resources, registered: &[NodeRecord]) -> Vec<NodeInfo> {
     let mut out: BTreeMap<String, NodeInfo> = res
         .nodes
@@ -435,6 +435,11 @@ pub fn merge_nodes(res: &Resources, registered: &[NodeRecord]) -> Vec<NodeInfo> 
         }
         if entry.as_number.is_none() {
             entry.as_number = r.as_number;
+        }
+    }
+    for n in res.nodes.values() {
+        if let Some(entry) = out.get_mut(&n.name).filter(|e| e.address.is_none()) {
+            entry.address = n.internal_ipv4;
         }
     }
     out.into_values().collect()
@@ -530,5 +535,46 @@ impl crate::api::node::BgpView for BgpDriver {
             }));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{parse_object, Resource};
+    use serde_json::json;
+
+    fn node(name: &str, bgp_address: Option<&str>, internal_ip: &str) -> Resource {
+        let mut doc = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+                             "status": {"addresses": [{"type": "InternalIP", "address": internal_ip}]}});
+        if let Some(a) = bgp_address {
+            doc["spec"] = json!({"bgp": {"ipv4Address": a}});
+        }
+        parse_object("nodes", 1, doc).result.unwrap()
+    }
+
+    /// The InternalIP (often the API's NIC) never overrides the document or the node's own
+    /// registration (its primary interface); it only fills a gap.
+    #[test]
+    fn internal_ip_is_the_address_of_last_resort() {
+        let mut res = Resources::default();
+        res.insert(node("annotated", Some("192.168.100.11/24"), "192.168.122.11"));
+        res.insert(node("registered", None, "192.168.122.12"));
+        res.insert(node("api-only", None, "192.168.122.13"));
+        let registered = [NodeRecord {
+            name: "registered".into(),
+            address: Some("192.168.100.12/24".into()),
+            as_number: None,
+            vtep_mac: None,
+            vtep_ip: None,
+        }];
+        let address: BTreeMap<String, Option<Ipv4Addr>> = merge_nodes(&res, &registered)
+            .into_iter()
+            .map(|n| (n.name, n.address))
+            .collect();
+        let ip = |s: &str| Some(s.parse::<Ipv4Addr>().unwrap());
+        assert_eq!(address["annotated"], ip("192.168.100.11"));
+        assert_eq!(address["registered"], ip("192.168.100.12"));
+        assert_eq!(address["api-only"], ip("192.168.122.13"));
     }
 }

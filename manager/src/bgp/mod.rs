@@ -402,6 +402,7 @@ spec: {peerIP: 192.168.0.12, asNumber: 63400, node: node2}
                     ..NodeBgp::default()
                 }),
                 spec: serde_json::Value::Null,
+                internal_ipv4: None,
                 api_version: "v1".into(),
                 source: "generated".into(),
             }));

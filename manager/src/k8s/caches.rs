@@ -3,7 +3,7 @@
 //!
 //! One reflector per kind — our resource CRDs (or Calico's, read-only, with
 //! `datastore.calicoResources`), NADs in every namespace, the Pods of this node (field selector
-//! `spec.nodeName`), and Nodes (labels for selectors, Calico's BGP annotations). Any change
+//! `spec.nodeName`), and Nodes (labels for selectors, Calico's BGP annotations, the InternalIP). Any change
 //! rebuilds the same [`Resources`] snapshot the file datastore makes, through the same parser and
 //! [`Loader`] (so a bad object is rejected, named, and the last good version stays). The snapshot
 //! is published once every reflector has listed ("synced"); until then STATUS answers 50 and ADD
@@ -338,7 +338,8 @@ pub fn pod_doc(pod: &Pod) -> (String, Value) {
     (source, doc)
 }
 
-/// A node: labels for selectors, and `spec.bgp` from Calico's (or our) node annotations.
+/// A node: labels for selectors, `spec.bgp` from Calico's (or our) node annotations, and its
+/// InternalIP (BGP's address of last resort, see `NodeResource::internal_ipv4`).
 pub fn node_doc(node: &Node) -> (String, Value) {
     let md = &node.metadata;
     let name = md.name.as_deref().unwrap_or_default();
@@ -362,6 +363,18 @@ pub fn node_doc(node: &Node) -> (String, Value) {
     });
     if !bgp.is_empty() {
         doc["spec"]["bgp"] = Value::Object(bgp);
+    }
+    // The InternalIP goes where the parser reads it (`status`), not into spec.bgp, where it would
+    // override the address lanesd autodetects on the primary (BGP) interface.
+    let internal: Vec<Value> = node
+        .status
+        .iter()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .filter(|a| a.type_ == "InternalIP")
+        .map(|a| json!({"type": a.type_, "address": a.address}))
+        .collect();
+    if !internal.is_empty() {
+        doc["status"] = json!({ "addresses": internal });
     }
     (source_of("Node", None, name), doc)
 }
@@ -491,6 +504,36 @@ mod tests {
             n.route_reflector_cluster_id().map(|a| a.to_string()).as_deref(),
             Some("244.0.0.1")
         );
+        assert_eq!(
+            n.internal_ipv4.map(|a| a.to_string()).as_deref(),
+            Some("192.168.122.11")
+        );
+    }
+
+    #[test]
+    fn nodes_carry_their_internal_ip_without_making_it_the_bgp_address() {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "work02"},
+            "status": {"addresses": [{"type": "Hostname", "address": "work02"},
+                                     {"type": "ExternalIP", "address": "203.0.113.12"},
+                                     {"type": "InternalIP", "address": "192.168.122.12"}]}
+        }))
+        .unwrap();
+        let (source, doc) = node_doc(&node);
+        let crate::resources::Resource::Node(n) = parse_object(&source, 1, doc).result.unwrap() else {
+            panic!("not a node")
+        };
+        assert_eq!(
+            n.internal_ipv4.map(|a| a.to_string()).as_deref(),
+            Some("192.168.122.12")
+        );
+        assert_eq!(n.ipv4_address(), None, "spec.bgp stays the annotations' alone");
+        let bare: Node = serde_json::from_value(json!({"metadata": {"name": "work03"}})).unwrap();
+        let (source, doc) = node_doc(&bare);
+        let crate::resources::Resource::Node(n) = parse_object(&source, 1, doc).result.unwrap() else {
+            panic!("not a node")
+        };
+        assert_eq!(n.internal_ipv4, None);
     }
 
     #[test]

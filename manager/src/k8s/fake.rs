@@ -2,7 +2,8 @@
 //! (no HTTP socket): objects in memory with `resourceVersion`s and UIDs, LIST with label and
 //! field selectors, WATCH streams (replaying from the requested `resourceVersion`), POST, PUT
 //! with optimistic concurrency, merge PATCH (also on `/status`), DELETE with preconditions, and
-//! switches to take it down or to fail chosen requests. Enough to run the datastore conformance
+//! switches to take it down, to fail chosen requests or to hold watch events back; it logs every
+//! request and counts the 409s it answered. Enough to run the datastore conformance
 //! suite, two nodes' IPAM and the reflector caches against; exact request sequences are tested
 //! with `tower_test` instead.
 
@@ -33,8 +34,13 @@ struct State {
     down: bool,
     /// (method, path substring, status code): the next matching request fails so.
     failures: VecDeque<(Method, String, u16)>,
-    /// Every request as `METHOD path?query`.
+    /// Every request as `METHOD path?query` (`?query` only when there is one).
     requests: Vec<String>,
+    /// How many requests were answered 409 (conflicts, injected or real).
+    conflicts: usize,
+    /// While set (the rv when paused), changes are logged but not sent to open watches: a watch
+    /// that lags behind the API, as the kubelet's pods sometimes outrun lanesd's.
+    watches_paused: Option<u64>,
 }
 
 struct Watcher {
@@ -91,6 +97,27 @@ impl FakeApi {
         self.lock().requests.clone()
     }
 
+    /// How many requests got a 409 so far.
+    pub fn conflicts(&self) -> usize {
+        self.lock().conflicts
+    }
+
+    /// Holds back watch events (the objects change, open watches hear nothing) until resumed;
+    /// resuming sends what was held, in order.
+    pub fn pause_watches(&self, paused: bool) {
+        let mut st = self.lock();
+        match (paused, st.watches_paused.take()) {
+            (true, held) => st.watches_paused = Some(held.unwrap_or(st.rv)),
+            (false, Some(since)) => {
+                let held: Vec<_> = st.log.iter().filter(|e| e.0 > since).cloned().collect();
+                for (_, collection, namespace, event) in held {
+                    notify(&mut st, &collection, &namespace, &event);
+                }
+            }
+            (false, None) => {}
+        }
+    }
+
     /// Stores an object as a client's POST would (server fields filled in).
     pub fn put(&self, collection: &str, obj: Value) -> Value {
         let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
@@ -137,6 +164,7 @@ impl FakeApi {
     async fn serve(&self, req: Request<kube::client::Body>) -> Response<FakeBody> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
+        let req_query = req.uri().query().map(str::to_string);
         let query: BTreeMap<String, String> = req
             .uri()
             .query()
@@ -153,129 +181,150 @@ impl FakeApi {
             .unwrap_or_default();
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let mut st = self.lock();
-        st.requests.push(format!("{method} {path}"));
-        if st.down {
-            return status(503, "ServiceUnavailable", "the fake API server is down");
-        }
-        if let Some(i) = st
-            .failures
-            .iter()
-            .position(|(m, p, _)| *m == method && path.contains(p.as_str()))
-        {
-            let (_, _, code) = st.failures.remove(i).expect("found");
-            let reason = if code == 409 { "Conflict" } else { "InternalError" };
-            return status(code, reason, "injected failure");
-        }
-        let Some(t) = target(&path) else {
-            return status(404, "NotFound", &format!("no route {path}"));
+        let line = match req_query.as_deref() {
+            Some(q) if !q.is_empty() => format!("{method} {path}?{q}"),
+            _ => format!("{method} {path}"),
         };
-        match (method.clone(), t.name.clone()) {
-            (Method::GET, None) if query.get("watch").is_some_and(|w| w == "true") => {
-                let (tx, rx) = mpsc::channel(1024);
-                let since: u64 = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
-                let w = Watcher {
-                    collection: t.collection.clone(),
-                    namespace: t.namespace.clone(),
-                    labels: selector(query.get("labelSelector")),
-                    fields: selector(query.get("fieldSelector")),
-                    tx,
-                };
-                for (rv, coll, ns, event) in &st.log {
-                    if *rv > since && *coll == w.collection && matches(&w, ns, &event["object"]) {
-                        let _ = w.tx.try_send(event.clone());
-                    }
-                }
-                st.watchers.push(w);
-                let lines = ReceiverStream::new(rx).map(|ev| {
-                    let mut line = serde_json::to_vec(&ev).unwrap_or_default();
-                    line.push(b'\n');
-                    Ok(Frame::data(Bytes::from(line)))
-                });
-                Response::new(BodyExt::boxed(StreamBody::new(lines)))
-            }
-            (Method::GET, None) => {
-                let labels = selector(query.get("labelSelector"));
-                let fields = selector(query.get("fieldSelector"));
-                let probe = Watcher {
-                    collection: t.collection.clone(),
-                    namespace: t.namespace.clone(),
-                    labels,
-                    fields,
-                    tx: mpsc::channel(1).0,
-                };
-                let items: Vec<Value> = st
-                    .objects
-                    .iter()
-                    .filter(|(k, v)| k.0 == t.collection && matches(&probe, &k.1, v))
-                    .map(|(_, v)| v.clone())
-                    .collect();
-                ok(json!({"apiVersion": "v1", "kind": "List",
-                          "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}))
-            }
-            (Method::GET, Some(name)) => match st.objects.get(&key_of(&t, &name)) {
-                Some(obj) => ok(obj.clone()),
-                None => not_found(&name),
-            },
-            (Method::POST, None) => {
-                let name = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
-                let key = key_of(&t, &name);
-                if st.objects.contains_key(&key) {
-                    return status(409, "AlreadyExists", &format!("{name} already exists"));
-                }
-                let mut obj = body;
-                if let Some(ns) = &t.namespace {
-                    obj["metadata"]["namespace"] = json!(ns);
-                }
-                let made = store(&mut st, key, obj, "ADDED", None);
-                respond(201, made)
-            }
-            (Method::PUT | Method::PATCH, Some(name)) => {
-                let key = key_of(&t, &name);
-                let Some(current) = st.objects.get(&key).cloned() else {
-                    return not_found(&name);
-                };
-                let mut obj = if method == Method::PATCH {
-                    // A merge patch (of the object or its status): applied over what is stored.
-                    let mut merged = current.clone();
-                    merge(&mut merged, &body);
-                    merged
-                } else {
-                    body.clone()
-                };
-                let sent_rv = body["metadata"]["resourceVersion"].as_str();
-                if sent_rv.is_some_and(|rv| Some(rv) != current["metadata"]["resourceVersion"].as_str()) {
-                    return status(
-                        409,
-                        "Conflict",
-                        "the object has been modified; please apply your changes to the latest version and try again",
-                    );
-                }
-                obj["metadata"]["namespace"] = current["metadata"]["namespace"].clone();
-                let uid = Some(current["metadata"]["uid"].clone());
-                respond(200, store(&mut st, key, obj, "MODIFIED", uid))
-            }
-            (Method::DELETE, Some(name)) => {
-                let key = key_of(&t, &name);
-                let Some(current) = st.objects.get(&key).cloned() else {
-                    return not_found(&name);
-                };
-                let pre = &body["preconditions"];
-                let uid_ok = pre["uid"]
-                    .as_str()
-                    .is_none_or(|u| Some(u) == current["metadata"]["uid"].as_str());
-                let rv_ok = pre["resourceVersion"]
-                    .as_str()
-                    .is_none_or(|r| Some(r) == current["metadata"]["resourceVersion"].as_str());
-                if !uid_ok || !rv_ok {
-                    return status(409, "Conflict", "Precondition failed");
-                }
-                st.objects.remove(&key);
-                st.rv += 1;
-                emit(&mut st, &key, "DELETED", current.clone());
-                ok(current)
-            }
-            (m, _) => status(405, "MethodNotAllowed", &format!("{m} {path}")),
+        st.requests.push(line);
+        let resp = answer(&mut st, method, &path, &query, body);
+        if resp.status() == StatusCode::CONFLICT {
+            st.conflicts += 1;
         }
+        resp
+    }
+}
+
+/// The response to one request, with the server state locked.
+fn answer(
+    st: &mut State,
+    method: Method,
+    path: &str,
+    query: &BTreeMap<String, String>,
+    body: Value,
+) -> Response<FakeBody> {
+    if st.down {
+        return status(503, "ServiceUnavailable", "the fake API server is down");
+    }
+    if let Some(i) = st
+        .failures
+        .iter()
+        .position(|(m, p, _)| *m == method && path.contains(p.as_str()))
+    {
+        let (_, _, code) = st.failures.remove(i).expect("found");
+        let reason = if code == 409 { "Conflict" } else { "InternalError" };
+        return status(code, reason, "injected failure");
+    }
+    let Some(t) = target(path) else {
+        return status(404, "NotFound", &format!("no route {path}"));
+    };
+    match (method.clone(), t.name.clone()) {
+        (Method::GET, None) if query.get("watch").is_some_and(|w| w == "true") => {
+            let (tx, rx) = mpsc::channel(1024);
+            let since: u64 = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let w = Watcher {
+                collection: t.collection.clone(),
+                namespace: t.namespace.clone(),
+                labels: selector(query.get("labelSelector")),
+                fields: selector(query.get("fieldSelector")),
+                tx,
+            };
+            // Held-back events (paused watches) are sent on resume, not here.
+            let until = st.watches_paused.unwrap_or(u64::MAX);
+            for (rv, coll, ns, event) in &st.log {
+                if *rv > since && *rv <= until && *coll == w.collection && matches(&w, ns, &event["object"]) {
+                    let _ = w.tx.try_send(event.clone());
+                }
+            }
+            st.watchers.push(w);
+            let lines = ReceiverStream::new(rx).map(|ev| {
+                let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+                line.push(b'\n');
+                Ok(Frame::data(Bytes::from(line)))
+            });
+            Response::new(BodyExt::boxed(StreamBody::new(lines)))
+        }
+        (Method::GET, None) => {
+            let labels = selector(query.get("labelSelector"));
+            let fields = selector(query.get("fieldSelector"));
+            let probe = Watcher {
+                collection: t.collection.clone(),
+                namespace: t.namespace.clone(),
+                labels,
+                fields,
+                tx: mpsc::channel(1).0,
+            };
+            let items: Vec<Value> = st
+                .objects
+                .iter()
+                .filter(|(k, v)| k.0 == t.collection && matches(&probe, &k.1, v))
+                .map(|(_, v)| v.clone())
+                .collect();
+            ok(json!({"apiVersion": "v1", "kind": "List",
+                          "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}))
+        }
+        (Method::GET, Some(name)) => match st.objects.get(&key_of(&t, &name)) {
+            Some(obj) => ok(obj.clone()),
+            None => not_found(&name),
+        },
+        (Method::POST, None) => {
+            let name = body["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let key = key_of(&t, &name);
+            if st.objects.contains_key(&key) {
+                return status(409, "AlreadyExists", &format!("{name} already exists"));
+            }
+            let mut obj = body;
+            if let Some(ns) = &t.namespace {
+                obj["metadata"]["namespace"] = json!(ns);
+            }
+            let made = store(st, key, obj, "ADDED", None);
+            respond(201, made)
+        }
+        (Method::PUT | Method::PATCH, Some(name)) => {
+            let key = key_of(&t, &name);
+            let Some(current) = st.objects.get(&key).cloned() else {
+                return not_found(&name);
+            };
+            let mut obj = if method == Method::PATCH {
+                // A merge patch (of the object or its status): applied over what is stored.
+                let mut merged = current.clone();
+                merge(&mut merged, &body);
+                merged
+            } else {
+                body.clone()
+            };
+            let sent_rv = body["metadata"]["resourceVersion"].as_str();
+            if sent_rv.is_some_and(|rv| Some(rv) != current["metadata"]["resourceVersion"].as_str()) {
+                return status(
+                    409,
+                    "Conflict",
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                );
+            }
+            obj["metadata"]["namespace"] = current["metadata"]["namespace"].clone();
+            let uid = Some(current["metadata"]["uid"].clone());
+            respond(200, store(st, key, obj, "MODIFIED", uid))
+        }
+        (Method::DELETE, Some(name)) => {
+            let key = key_of(&t, &name);
+            let Some(current) = st.objects.get(&key).cloned() else {
+                return not_found(&name);
+            };
+            let pre = &body["preconditions"];
+            let uid_ok = pre["uid"]
+                .as_str()
+                .is_none_or(|u| Some(u) == current["metadata"]["uid"].as_str());
+            let rv_ok = pre["resourceVersion"]
+                .as_str()
+                .is_none_or(|r| Some(r) == current["metadata"]["resourceVersion"].as_str());
+            if !uid_ok || !rv_ok {
+                return status(409, "Conflict", "Precondition failed");
+            }
+            st.objects.remove(&key);
+            st.rv += 1;
+            emit(st, &key, "DELETED", current.clone());
+            ok(current)
+        }
+        (m, _) => status(405, "MethodNotAllowed", &format!("{m} {path}")),
     }
 }
 
@@ -300,8 +349,15 @@ fn store(st: &mut State, key: Key, mut obj: Value, kind: &str, uid: Option<Value
 fn emit(st: &mut State, key: &Key, kind: &str, obj: Value) {
     let event = json!({"type": kind, "object": obj});
     st.log.push((st.rv, key.0.clone(), key.1.clone(), event.clone()));
+    if st.watches_paused.is_none() {
+        notify(st, &key.0, &key.1, &event);
+    }
+}
+
+/// Sends `event` to the open watches it matches; drops the watches whose client went away.
+fn notify(st: &mut State, collection: &str, namespace: &str, event: &Value) {
     st.watchers.retain(|w| {
-        if w.collection != key.0 || !matches(w, &key.1, &event["object"]) {
+        if w.collection != collection || !matches(w, namespace, &event["object"]) {
             return !w.tx.is_closed();
         }
         w.tx.try_send(event.clone()).is_ok()

@@ -78,7 +78,9 @@ async fn soft_deleted_leftovers_are_invisible_and_replaced() {
     assert_eq!(s.get(key).await.unwrap().unwrap().value, json!({"n": 3}));
 }
 
-/// Two nodes' IPAM on one API server: every address handed out once, blocks split by affinity.
+/// Two nodes' IPAM on one API server: every address handed out once, blocks split by affinity,
+/// and the 409s met on the way (at least one stale write, forced) were retried, not turned into
+/// failed ADDs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_never_share_an_address() {
     use crate::ipam::{Allocation, BlockHooks, Ipam, Policy, PoolChoice};
@@ -100,6 +102,23 @@ async fn two_nodes_never_share_an_address() {
         cidr: "10.20.0.0/24".parse().unwrap(),
         block_size: 28,
     };
+    // A real CAS conflict on every run (the nodes' blocks rarely collide by chance): node1 holds
+    // its block at one resourceVersion, another writer bumps it, and node1's next allocation PUT
+    // carries the stale one.
+    let first = Allocation {
+        container_id: "c0-first".into(),
+        ifname: "eth0".into(),
+        node: "node1".into(),
+        ..Default::default()
+    };
+    let first = nodes[0]
+        .assign(first, std::slice::from_ref(&pool), Policy::default())
+        .await
+        .unwrap()
+        .ip;
+    let block = api.all(BLOCKS).pop().expect("node1's block");
+    api.put(BLOCKS, block);
+    assert_eq!(api.conflicts(), 0);
     let mut tasks = Vec::new();
     for (n, ipam) in nodes.iter().enumerate() {
         for i in 0..40 {
@@ -115,17 +134,18 @@ async fn two_nodes_never_share_an_address() {
             }));
         }
     }
-    let mut ips = std::collections::BTreeSet::new();
+    let mut ips = std::collections::BTreeSet::from([first]);
     for t in tasks {
         let ip = t.await.unwrap().expect("an address");
         assert!(ips.insert(ip), "{ip} handed out twice");
     }
-    assert_eq!(ips.len(), 80);
+    assert_eq!(ips.len(), 81);
+    assert!(api.conflicts() >= 1, "no 409 was answered");
     let blocks = api.all(BLOCKS);
     for b in &blocks {
         let aff = b["spec"]["affinity"].as_str().unwrap();
         for (_, a) in b["spec"]["allocations"].as_object().unwrap() {
-            // 16-address blocks, 40 pods a node: nobody needed to borrow.
+            // 16-address blocks, 41 pods at most a node: nobody needed to borrow.
             assert_eq!(a["node"].as_str(), Some(aff), "{b}");
         }
     }
@@ -277,7 +297,8 @@ mod sequences {
 }
 
 /// The reflector caches: not synced while the API is down, then the snapshot follows NADs and
-/// pods as they change; a pod the cache lacks costs one GET.
+/// pods as they change; a pod the cache lacks costs one GET; an outage later fails the lookups
+/// that need the API, and the watches catch up once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caches_sync_follow_changes_and_fall_back_to_a_get() {
     use crate::workload::Cluster;
@@ -370,24 +391,252 @@ async fn caches_sync_follow_changes_and_fall_back_to_a_get() {
     );
     assert!(resources.borrow().pools.contains_key("pool1"));
 
-    // Cache hit: no request. Cache miss (pod just created, watch not there yet): one GET.
+    // Cache hit: no request.
     let before = api.requests().len();
     let here = caches.pod("default", "here", Some("u-here")).await.unwrap().unwrap();
     assert_eq!(here.uid.as_deref(), Some("u-here"));
     assert_eq!(api.requests().len(), before, "served from the cache");
-    api.set_down(true);
-    api.set_down(false);
+
+    // Cache miss: the kubelet's pod is in the API, its watch event not here yet. One GET finds it.
+    api.pause_watches(true);
     api.put(
         "/v1/pods",
         json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "new", "namespace": "default", "uid": "u-new"}, "spec": {"nodeName": "node1"}}),
     );
-    let got = caches.pod("default", "missing", None).await.unwrap();
-    assert!(got.is_none());
-    assert!(api
-        .requests()
-        .iter()
-        .any(|r| r == "GET /api/v1/namespaces/default/pods/missing"));
+    let before = api.requests().len();
+    let new = caches.pod("default", "new", Some("u-new")).await.unwrap();
+    assert_eq!(new.and_then(|p| p.uid).as_deref(), Some("u-new"), "found by the GET");
+    assert_eq!(
+        api.requests()[before..],
+        ["GET /api/v1/namespaces/default/pods/new".to_string()],
+        "exactly one GET"
+    );
+    assert!(resources.borrow().pod("default", "new").is_none(), "not cached yet");
+    api.pause_watches(false);
+    timeout(
+        resources.wait_for(|r| r.pod("default", "new").is_some()),
+        "the held event",
+    )
+    .await
+    .unwrap();
+    let before = api.requests().len();
+    caches.pod("default", "new", Some("u-new")).await.unwrap().unwrap();
+    assert_eq!(api.requests().len(), before, "cached once the watch caught up");
+    // A pod nobody has: one GET, and None.
+    assert!(caches.pod("default", "missing", None).await.unwrap().is_none());
+    assert_eq!(
+        api.requests().last().map(String::as_str),
+        Some("GET /api/v1/namespaces/default/pods/missing")
+    );
+
+    // The API goes down later: a lookup that needs the API fails naming the pod, cached pods
+    // are still served, and nothing claims to be unsynced (the last snapshot stays good).
+    api.set_down(true);
+    let err = caches.pod("default", "ghost", None).await.unwrap_err();
+    assert!(err.contains("get pod default/ghost"), "{err}");
+    assert!(caches.pod("default", "here", Some("u-here")).await.unwrap().is_some());
+    assert!(caches.not_synced().is_none());
+    // What changes during the outage reaches the caches once the API is back (watches resume).
+    api.put(
+        "/v1/pods",
+        json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "during", "namespace": "default", "uid": "u-d"}, "spec": {"nodeName": "node1"}}),
+    );
+    api.remove("/v1/pods", "default", "here");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(resources.borrow().pod("default", "during").is_none(), "down: no news");
+    api.set_down(false);
+    timeout(
+        resources.wait_for(|r| r.pod("default", "during").is_some() && r.pod("default", "here").is_none()),
+        "the caches resynced after the outage",
+    )
+    .await
+    .unwrap();
+    let before = api.requests().len();
+    caches.pod("default", "during", Some("u-d")).await.unwrap().unwrap();
+    assert_eq!(api.requests().len(), before, "served from the resynced cache");
+}
+
+/// Calico migration (`calicoResources`): Calico's crd.projectcalico.org/v1 objects, pasted as the
+/// seed has them, are the pools and BGP setup; ours of those kinds are not read, and nothing at
+/// all is written to the API (Calico can be switched back on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calico_resources_are_read_and_never_written() {
+    const CALICO: &str = "crd.projectcalico.org/v1";
+    let api = FakeApi::new();
+    api.put(
+        &format!("{CALICO}/ippools"),
+        json!({"apiVersion": CALICO, "kind": "IPPool", "metadata": {"name": "default-ipv4-ippool"},
+               "spec": {"cidr": "10.244.0.0/16", "blockSize": 26, "ipipMode": "Never",
+                        "natOutgoing": true, "nodeSelector": "all()", "vxlanMode": "Never"}}),
+    );
+    api.put(
+        &format!("{CALICO}/bgpconfigurations"),
+        json!({"apiVersion": CALICO, "kind": "BGPConfiguration", "metadata": {"name": "default"},
+               "spec": {"logSeverityScreen": "Info", "nodeToNodeMeshEnabled": false, "asNumber": 63400}}),
+    );
+    api.put(
+        &format!("{CALICO}/bgppeers"),
+        json!({"apiVersion": CALICO, "kind": "BGPPeer", "metadata": {"name": "rack1-tor"},
+               "spec": {"peerIP": "192.168.0.1", "asNumber": 63400, "nodeSelector": "rack == 'rack-1'"}}),
+    );
+    // Ours, of a kind Calico's replace: not read.
+    api.put(
+        "lanes.dev/v1/ippools",
+        json!({"apiVersion": "lanes.dev/v1", "kind": "IPPool", "metadata": {"name": "ours"},
+               "spec": {"cidr": "10.99.0.0/16", "blockSize": 26}}),
+    );
+    let (events, _) = tokio::sync::broadcast::channel(16);
+    let started = super::caches::Caches::start(api.client(), limits(), "node1", true, events);
+    let mut resources = started.resources.clone();
+    let snap = timeout(
+        resources.wait_for(|r| !r.pools.is_empty() && !r.bgp_peers.is_empty()),
+        "Calico's resources loaded",
+    )
+    .await
+    .unwrap()
+    .clone();
+    assert!(started.rejected.borrow().is_empty(), "{:?}", started.rejected.borrow());
+    let pool = &snap.pools["default-ipv4-ippool"];
+    assert_eq!(
+        (pool.cidr.to_string(), pool.block_size),
+        ("10.244.0.0/16".to_string(), 26)
+    );
+    assert!(!snap.pools.contains_key("ours"), "lanes.dev IPPools are not read");
+    let bgp = &snap.bgp_configurations["default"];
+    assert_eq!(
+        (bgp.as_number, bgp.node_to_node_mesh_enabled),
+        (Some(63400), Some(false))
+    );
+    assert!(snap.bgp_peers.contains_key("rack1-tor"));
+
+    let requests = api.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET /apis/crd.projectcalico.org/v1/bgppeers")),
+        "{requests:?}"
+    );
+    let writes: Vec<&String> = requests.iter().filter(|r| !r.starts_with("GET ")).collect();
+    assert!(writes.is_empty(), "the caches wrote: {writes:?}");
+}
+
+/// Least privilege: every call site of lanesd runs against the fake server (caches with our
+/// resources and with Calico's, the pod GET fallback, network-status, and each state kind's
+/// create/get/update/list/watch/delete), and the ClusterRole in examples/kubernetes/rbac.yaml
+/// must grant exactly the (group, resource, verb)s those requests need: nothing missing, nothing
+/// unused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_grants_exactly_the_calls_lanesd_makes() {
+    use crate::workload::Cluster;
+    use serde::Deserialize;
+    use std::collections::BTreeSet;
+
+    let api = FakeApi::new();
+    api.put(
+        "/v1/pods",
+        json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "busybox3", "namespace": "default", "uid": "u-1"}, "spec": {"nodeName": "node1"}}),
+    );
+    for calico in [false, true] {
+        let (events, _) = tokio::sync::broadcast::channel(16);
+        let started = super::caches::Caches::start(api.client(), limits(), "node1", calico, events);
+        wait(|| started.caches.not_synced().is_none(), "caches synced").await;
+        started.caches.pod("default", "not-cached", None).await.unwrap();
+    }
+    super::status::write(&api.client(), &limits(), "default", "busybox3", "u-1", "[]")
+        .await
+        .unwrap();
+    let s = kube_store(&api);
+    for (folder, key, plural) in [
+        ("ipam/blocks/", "ipam/blocks/10.1.0.0-26", "ipamblocks"),
+        ("nodes/", "nodes/node1", "nodestates"),
+        ("secondary/node1/", "secondary/node1/ctr_1.eth1", "secondaryattachments"),
+    ] {
+        let _events = s.watch(folder);
+        let rev = s.create(key, &json!({"n": 1})).await.unwrap();
+        s.get(key).await.unwrap().expect("created");
+        let rev = s.update(key, &json!({"n": 2}), &rev).await.unwrap();
+        s.list(folder).await.unwrap();
+        s.delete(key, &rev).await.unwrap();
+        let watched = |r: &String| r.contains(&format!("/{plural}?")) && r.contains("watch=true");
+        wait(|| api.requests().iter().any(watched), "the state watch").await;
+    }
+
+    let used: BTreeSet<(String, String, String)> = api.requests().iter().map(|r| rbac_need(r)).collect();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/kubernetes/rbac.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut granted = BTreeSet::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let doc = Value::deserialize(doc).unwrap();
+        if doc["kind"] != "ClusterRole" {
+            continue;
+        }
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect()
+        };
+        for rule in doc["rules"].as_array().unwrap() {
+            for g in strings(&rule["apiGroups"]) {
+                for r in strings(&rule["resources"]) {
+                    for v in strings(&rule["verbs"]) {
+                        granted.insert((g.clone(), r.clone(), v));
+                    }
+                }
+            }
+        }
+    }
+    let missing: Vec<_> = used.difference(&granted).collect();
+    let unused: Vec<_> = granted.difference(&used).collect();
+    assert!(missing.is_empty(), "rbac.yaml lacks {missing:?}");
+    assert!(
+        unused.is_empty(),
+        "rbac.yaml grants what lanesd never calls: {unused:?}"
+    );
+}
+
+/// What RBAC must allow for one logged request (`METHOD path?query`): (group, resource, verb).
+fn rbac_need(request: &str) -> (String, String, String) {
+    let (method, rest) = request.split_once(' ').unwrap();
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", _, rest @ ..] => ("", rest),
+        ["apis", group, _, rest @ ..] => (*group, rest),
+        _ => panic!("{request}"),
+    };
+    let rest = match rest {
+        ["namespaces", _, rest @ ..] if !rest.is_empty() => rest,
+        rest => rest,
+    };
+    let (resource, named) = match rest {
+        [plural] => (plural.to_string(), false),
+        [plural, _] => (plural.to_string(), true),
+        [plural, _, sub] => (format!("{plural}/{sub}"), true),
+        _ => panic!("{request}"),
+    };
+    let verb = match (method, named) {
+        ("GET", true) => "get",
+        ("GET", false) if query.split('&').any(|kv| kv == "watch=true") => "watch",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        _ => panic!("{request}"),
+    };
+    (group.to_string(), resource, verb.to_string())
+}
+
+/// Fails the test after 10 s instead of hanging it.
+async fn timeout<F: std::future::Future>(f: F, what: &str) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
 async fn wait(mut cond: impl FnMut() -> bool, what: &str) {

@@ -36,6 +36,10 @@ pub struct NodeResource {
     pub bgp: Option<NodeBgp>,
     /// `spec` as written (`Value::Null` when absent), e.g. `{"bgp": {"ipv4Address": ...}}`.
     pub spec: Value,
+    /// Kubernetes' `InternalIP` (core Node `status.addresses`): BGP's address of last resort,
+    /// after `spec.bgp.ipv4Address` and the address lanesd finds on the primary interface. Not
+    /// first, because on a dual-NIC node it is often the API's network, not the BGP one.
+    pub internal_ipv4: Option<Ipv4Addr>,
     pub api_version: String,
     pub source: String,
 }
@@ -57,6 +61,7 @@ pub(crate) fn parse(
         annotations: meta.annotations,
         bgp,
         spec: top.get("spec").cloned().unwrap_or(Value::Null),
+        internal_ipv4: internal_ipv4(top),
         api_version: api_version.to_string(),
         source: source.to_string(),
     })
@@ -77,6 +82,17 @@ impl NodeResource {
     pub fn route_reflector_cluster_id(&self) -> Option<Ipv4Addr> {
         self.bgp.as_ref()?.route_reflector_cluster_id
     }
+}
+
+/// The first IPv4 `InternalIP` in `status.addresses`; read leniently, as `status` is the
+/// kubelet's to write, not ours to validate.
+fn internal_ipv4(top: &Obj<'_>) -> Option<Ipv4Addr> {
+    top.get("status")?
+        .get("addresses")?
+        .as_array()?
+        .iter()
+        .filter(|a| a.get("type").and_then(Value::as_str) == Some("InternalIP"))
+        .find_map(|a| a.get("address")?.as_str()?.parse().ok())
 }
 
 fn parse_bgp(bgp: &Obj<'_>) -> Result<NodeBgp, FieldError> {
@@ -170,6 +186,22 @@ mod tests {
         let bare = node(json!({"metadata": {"name": "node2"}})).unwrap();
         assert_eq!(bare.spec, Value::Null);
         assert_eq!((&bare.bgp, bare.ipv4_address(), bare.as_number()), (&None, None, None));
+    }
+
+    #[test]
+    fn internal_ip_is_read_from_status_addresses() {
+        let n = node(json!({
+            "metadata": {"name": "work01"},
+            "status": {"addresses": [{"type": "Hostname", "address": "work01"},
+                                     {"type": "InternalIP", "address": "fd00::11"},
+                                     {"type": "InternalIP", "address": "192.168.122.11"}]}
+        }))
+        .unwrap();
+        assert_eq!(n.internal_ipv4, Some(Ipv4Addr::new(192, 168, 122, 11)));
+        // Not a BGP address: spec.bgp says nothing.
+        assert_eq!((n.ipv4_address(), &n.bgp), (None, &None));
+        let none = node(json!({"metadata": {"name": "x"}, "status": {"addresses": "junk"}})).unwrap();
+        assert_eq!(none.internal_ipv4, None);
     }
 
     #[test]

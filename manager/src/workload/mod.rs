@@ -15,6 +15,8 @@ pub mod cluster;
 pub mod del;
 pub mod delegate;
 pub mod gc;
+#[cfg(test)]
+mod k8s_tests;
 pub mod reconcile;
 pub mod resources;
 pub mod secondary;
