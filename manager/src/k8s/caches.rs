@@ -412,7 +412,12 @@ impl Cluster for Caches {
     }
 
     async fn write_network_status(&self, namespace: &str, name: &str, uid: &str, status: &str) -> Result<(), String> {
-        super::status::write(&self.client, &self.limits, namespace, name, uid, status).await
+        // The cached copy saves the GET; a stale one costs a 409 and a read, never a wrong write.
+        let cached = self
+            .cached_pod(namespace, name)
+            .filter(|p| p.meta().uid.as_deref() == Some(uid))
+            .map(|p| (*p).clone());
+        super::status::write(&self.client, &self.limits, namespace, name, uid, status, cached).await
     }
 
     fn node(&self) -> &str {

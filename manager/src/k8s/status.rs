@@ -1,10 +1,12 @@
 //! `k8s.v1.cni.cncf.io/network-status` on the pod, through the pods/status subresource (what
 //! Multus does; the kubelet's RBAC for lanesd needs only `patch` on `pods/status`).
 //!
-//! Each attempt reads the pod, checks its UID is the one the runtime gave (a pod recreated under
-//! the same name must not get another sandbox's status), and sends a merge patch carrying the
-//! `resourceVersion` it read, so a concurrent writer makes it fail with 409 instead of being
-//! overwritten; then it reads again and retries, a bounded number of times.
+//! The first attempt starts from the watch cache's copy of the pod when there is one (no GET per
+//! ADD); later attempts read it. Each checks the UID is the one the runtime gave (a pod recreated
+//! under the same name must not get another sandbox's status), and sends a merge patch carrying
+//! the `resourceVersion` it started from, so a concurrent writer (or a cache that lags) makes it
+//! fail with 409 instead of being overwritten; then it reads again and retries, a bounded number
+//! of times.
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
@@ -23,15 +25,20 @@ pub async fn write(
     name: &str,
     uid: &str,
     status: &str,
+    cached: Option<Pod>,
 ) -> Result<(), String> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let what = format!("pod {namespace}/{name}");
+    let mut cached = cached;
     for _ in 0..MAX_ATTEMPTS {
-        let pod = limits
-            .run(api.get_opt(name))
-            .await
-            .map_err(|e| format!("get {what}: {e}"))?
-            .ok_or_else(|| format!("{what} is gone; network-status not written"))?;
+        let pod = match cached.take() {
+            Some(pod) => pod,
+            None => limits
+                .run(api.get_opt(name))
+                .await
+                .map_err(|e| format!("get {what}: {e}"))?
+                .ok_or_else(|| format!("{what} is gone; network-status not written"))?,
+        };
         let found = pod.metadata.uid.as_deref().unwrap_or_default();
         if found != uid {
             return Err(format!(

@@ -256,7 +256,7 @@ mod sequences {
     async fn status_patch_retries_on_conflict() {
         let (client, mut h) = mock();
         let call = tokio::spawn(async move {
-            super::super::status::write(&client, &limits(), "default", "busybox3", "u-9", "[]").await
+            super::super::status::write(&client, &limits(), "default", "busybox3", "u-9", "[]", None).await
         });
         let get = "/api/v1/namespaces/default/pods/busybox3";
         let status = "/api/v1/namespaces/default/pods/busybox3/status";
@@ -273,12 +273,31 @@ mod sequences {
         call.await.unwrap().unwrap();
     }
 
+    /// With the watch cache's copy the first attempt is the PATCH alone; a stale copy (409)
+    /// falls back to a read.
+    #[tokio::test]
+    async fn status_patch_starts_from_the_cached_pod() {
+        let (client, mut h) = mock();
+        let cached: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod("10", "u-9", None)).unwrap();
+        let call = tokio::spawn(async move {
+            super::super::status::write(&client, &limits(), "default", "busybox3", "u-9", "[]", Some(cached)).await
+        });
+        let get = "/api/v1/namespaces/default/pods/busybox3";
+        let status = "/api/v1/namespaces/default/pods/busybox3/status";
+        let first = expect(&mut h, Method::PATCH, status, 409, conflict()).await;
+        assert_eq!(first["metadata"]["resourceVersion"], "10");
+        expect(&mut h, Method::GET, get, 200, pod("11", "u-9", None)).await;
+        let second = expect(&mut h, Method::PATCH, status, 200, pod("12", "u-9", Some("[]"))).await;
+        assert_eq!(second["metadata"]["resourceVersion"], "11");
+        call.await.unwrap().unwrap();
+    }
+
     /// Another pod of the same name (other UID) never gets the status.
     #[tokio::test]
     async fn status_is_not_written_on_uid_mismatch() {
         let (client, mut h) = mock();
         let call = tokio::spawn(async move {
-            super::super::status::write(&client, &limits(), "default", "busybox3", "u-old", "[]").await
+            super::super::status::write(&client, &limits(), "default", "busybox3", "u-old", "[]", None).await
         });
         expect(
             &mut h,
@@ -545,7 +564,7 @@ async fn rbac_grants_exactly_the_calls_lanesd_makes() {
         wait(|| started.caches.not_synced().is_none(), "caches synced").await;
         started.caches.pod("default", "not-cached", None).await.unwrap();
     }
-    super::status::write(&api.client(), &limits(), "default", "busybox3", "u-1", "[]")
+    super::status::write(&api.client(), &limits(), "default", "busybox3", "u-1", "[]", None)
         .await
         .unwrap();
     let s = kube_store(&api);
