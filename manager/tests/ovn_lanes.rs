@@ -236,6 +236,46 @@ fn eth0_and_eth1_across_two_nodes() {
         !multus.links().contains(&"net1".to_string()),
         "delegate DEL removed net1"
     );
+    // Multus with the interface the selection asks for (`@eth1`): the delegate gets
+    // CNI_IFNAME=eth1. Then the sandbox goes before the runtime's DEL (a crashed pod): DEL
+    // still removes the LSP, the OVS port and the host veth.
+    let gone = Netns::new("litp-");
+    let mut env1 = cni_env(&nodes[0], "ADD", "9a8b7c6d5e4f", &gone.path());
+    env1.insert("CNI_IFNAME", "eth1".into());
+    env1.insert(
+        "CNI_ARGS",
+        args.replace("multus1", "multus2")
+            .replace("5c3b1c9e0d7f4a2b", "9a8b7c6d5e4f"),
+    );
+    let nad1 = nad.replace(
+        r#""runtimeConfig":{"ips":["10.144.0.7/16"],"mac":"0a:58:0a:90:00:07"},"#,
+        "",
+    );
+    let (code, out1) = nodes[0].shim(&env1, &nad1);
+    assert_eq!(code, 0, "delegate ADD as eth1: {out1}");
+    assert!(gone.links().contains(&"eth1".to_string()), "{:?}", gone.links());
+    let lsp2 = "default.yusur.ovn_default_multus2";
+    let lsps = central.nbctl(&["--bare", "--columns=name", "list", "Logical_Switch_Port"]);
+    assert!(lsps.contains(lsp2), "{lsps}");
+    let gone_path = gone.path();
+    drop(gone);
+    env1.insert("CNI_COMMAND", "DEL".into());
+    env1.insert("CNI_NETNS", gone_path);
+    let (code, out) = nodes[0].shim(&env1, &nad1);
+    assert_eq!(code, 0, "DEL with the netns gone: {out}");
+    let lsps = central.nbctl(&["--bare", "--columns=name", "list", "Logical_Switch_Port"]);
+    assert!(!lsps.contains(lsp2), "LSP gone: {lsps}");
+    let lov = out1["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .find(|n| n.starts_with("lov"))
+        .expect("the host veth in the result")
+        .to_string();
+    let ports = ovn_nodes[0].vsctl(&["list-ports", "br-int"]);
+    assert!(!ports.contains(&lov), "OVS port {lov} gone: {ports}");
+    assert!(!nodes[0].netns.links().contains(&lov), "veth {lov} gone");
     // Delegate 0's DEL, last, with its cached result.
     env0.insert("CNI_COMMAND", "DEL".into());
     let mut del0: serde_json::Value = serde_json::from_str(cluster_conf).unwrap();
