@@ -70,6 +70,8 @@ struct LabOpts {
 /// Fields drop in order: OVS/OVN daemons of the nodes, then lanesd and the node netns, then
 /// central, then the segments.
 struct Lab {
+    /// The shared store directory (resources.yaml lives here).
+    store: std::path::PathBuf,
     ovn: Vec<OvnNode>,
     nodes: Vec<Node>,
     central: OvnCentral,
@@ -128,6 +130,7 @@ impl Lab {
             }
         }
         Lab {
+            store,
             ovn,
             nodes,
             central,
@@ -817,6 +820,17 @@ fn requested_ip_and_mac_are_honoured() {
     );
     wait_for("peer → fixed over eth1", 10, || b.ping("10.144.0.200").then_some(()));
     assert!(a.ping(&eth1_ip(&rb)), "fixed → peer over eth1");
+    // The NAD goes while the pods run: they keep their lanes, and DEL still removes everything
+    // (it works from lanesd's attachment records, not from the NAD).
+    let without_nad = resources("", &[("fixed", fixed), ("peer", "yusur-ovn@eth1")]).replace(NAD, "");
+    write_atomic(&lab.store.join("resources.yaml"), &without_nad);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(a.ping(&eth1_ip(&rb)), "fixed → peer over eth1 with the NAD gone");
+    for (pod, cid, name) in [(&a, "fx", "fixed"), (&b, "pe", "peer")] {
+        let (code, out, _) = del(&lab.nodes[0], pod, cid, name);
+        assert_eq!(code, 0, "DEL {name} after its NAD went: {out}");
+    }
+    lab.assert_clean(0, "DEL after the NAD was removed");
     eprintln!("requested_ip_and_mac: {:?}", t0.elapsed());
 }
 
