@@ -116,8 +116,11 @@ fn run() -> i32 {
                     &format!("connect to lanesd socket {socket}: {detail}"),
                 ),
                 CallError::Rpc(status) => {
+                    // lanesd answers every CNI call with a response, errors included, so a
+                    // bare gRPC status here means the call itself broke (lanesd restarting,
+                    // the connection cut): worth a retry, unlike a protocol mismatch.
                     let code = match status.code() {
-                        tonic::Code::Unavailable => unavailable,
+                        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => unavailable,
                         tonic::Code::DeadlineExceeded => 11,
                         _ => 999,
                     };
