@@ -494,3 +494,15 @@ fn status(code: u16, reason: &str, message: &str) -> Response<FakeBody> {
 fn not_found(name: &str) -> Response<FakeBody> {
     status(404, "NotFound", &format!("\"{name}\" not found"))
 }
+
+/// Polls `cond` every 50 ms for up to 10 s (what reflectors and retries need to settle);
+/// panics naming `what` when it never holds.
+pub async fn wait(mut cond: impl FnMut() -> bool, what: &str) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out: {what}");
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use hyper::{Method, Request, Response};
 use serde_json::{json, Value};
 
-use super::fake::FakeApi;
+use super::fake::{wait, FakeApi};
 use super::store::KubeStore;
 use super::Limits;
 use crate::store::{conformance, StateStore, StoreError};
@@ -656,14 +656,4 @@ async fn timeout<F: std::future::Future>(f: F, what: &str) -> F::Output {
     tokio::time::timeout(Duration::from_secs(10), f)
         .await
         .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
-
-async fn wait(mut cond: impl FnMut() -> bool, what: &str) {
-    for _ in 0..200 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out: {what}");
 }

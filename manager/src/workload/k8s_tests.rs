@@ -17,7 +17,7 @@ use crate::cni::Command;
 use crate::dataplane::Dataplane;
 use crate::ipam::{BlockHooks, Ipam};
 use crate::k8s::caches::Caches;
-use crate::k8s::fake::FakeApi;
+use crate::k8s::fake::{wait, FakeApi};
 use crate::k8s::store::KubeStore;
 use crate::k8s::Limits;
 use crate::metrics::Metrics;
@@ -89,16 +89,6 @@ fn env(command: &str, cni_args: &str) -> HashMap<String, String> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
-}
-
-async fn wait(mut cond: impl FnMut() -> bool, what: &str) {
-    for _ in 0..200 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out: {what}");
 }
 
 /// Until the caches have synced, STATUS answers 50 and ADD 11 (try again) without taking an
