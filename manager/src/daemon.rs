@@ -147,6 +147,7 @@ pub async fn run(
         metrics.clone(),
         workloads.routing_kick.clone(),
     ));
+    workloads.set_routing(driver.clone());
     tokio::spawn(driver.clone().run());
     metrics
         .attachments

@@ -73,6 +73,8 @@ pub struct BgpDriver {
     metrics: Arc<Metrics>,
     kick: Arc<Notify>,
     state: Mutex<State>,
+    /// Why routing to other nodes may be broken, as of the last refresh (for CNI STATUS).
+    degraded: std::sync::Mutex<Option<String>>,
 }
 
 impl BgpDriver {
@@ -97,6 +99,7 @@ impl BgpDriver {
             metrics,
             kick,
             state: Mutex::new(State::default()),
+            degraded: std::sync::Mutex::new(None),
         }
     }
 
@@ -390,9 +393,11 @@ impl BgpDriver {
         let stats = self.supervisor.metrics();
         self.metrics
             .record_bird(stats.restarts, stats.applies_ok, stats.applies_failed);
-        if let Ok(peers) = self.peers().await {
-            self.metrics.record_peers(&peers);
+        let peers = self.peers().await;
+        if let Ok(peers) = &peers {
+            self.metrics.record_peers(peers);
         }
+        *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = routing_degraded(&peers);
     }
 
     async fn peers(&self) -> Result<Vec<super::status::PeerRow>, String> {
@@ -443,6 +448,31 @@ pub fn merge_nodes(res: &Resources, registered: &[NodeRecord]) -> Vec<NodeInfo> 
         }
     }
     out.into_values().collect()
+}
+
+/// What the sessions say about routes to other nodes: BIRD not answering, or none of its
+/// sessions established (with graceful restart the kernel keeps the routes for a while, but
+/// nothing refreshes them).
+fn routing_degraded(peers: &Result<Vec<super::status::PeerRow>, String>) -> Option<String> {
+    match peers {
+        Err(e) => Some(format!(
+            "BIRD is not answering ({e}): routes to other nodes are not maintained"
+        )),
+        Ok(p) if !p.is_empty() && p.iter().all(|r| r.state != "up") => Some(format!(
+            "BGP: none of {} sessions is established: routes to other nodes may be missing",
+            p.len()
+        )),
+        Ok(_) => None,
+    }
+}
+
+impl crate::workload::RoutingHealth for BgpDriver {
+    fn degraded(&self) -> Option<String> {
+        if !self.cfg.bgp_enabled {
+            return None;
+        }
+        self.degraded.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 #[tonic::async_trait]
@@ -551,6 +581,25 @@ mod tests {
             doc["spec"] = json!({"bgp": {"ipv4Address": a}});
         }
         parse_object("nodes", 1, doc).result.unwrap()
+    }
+
+    #[test]
+    fn routing_is_degraded_when_bird_is_silent_or_no_session_is_up() {
+        use super::super::status::PeerRow;
+        let peer = |state: &str| PeerRow {
+            state: state.into(),
+            ..PeerRow::default()
+        };
+        assert_eq!(
+            routing_degraded(&Ok(vec![])),
+            None,
+            "no peers configured: nothing to lose"
+        );
+        assert_eq!(routing_degraded(&Ok(vec![peer("up"), peer("start")])), None);
+        let down = routing_degraded(&Ok(vec![peer("start"), peer("down")])).unwrap();
+        assert!(down.contains("none of 2 sessions"), "{down}");
+        let silent = routing_degraded(&Err("connect: No such file".into())).unwrap();
+        assert!(silent.contains("BIRD is not answering"), "{silent}");
     }
 
     /// The InternalIP (often the API's NIC) never overrides the document or the node's own

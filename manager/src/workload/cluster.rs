@@ -19,3 +19,11 @@ pub trait Cluster: Send + Sync + 'static {
     /// This node's name, as the caches filter pods by it.
     fn node(&self) -> &str;
 }
+
+/// What STATUS asks of the node's routing (BGP) when lanesd is not ready: whether pods already
+/// running may have lost their routes to other nodes (CNI code 51 instead of 50).
+pub trait RoutingHealth: Send + Sync + 'static {
+    /// Why existing pods may have limited connectivity, if they may; None when routing is fine
+    /// or not lanesd's to judge (BGP off).
+    fn degraded(&self) -> Option<String>;
+}

@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::sync::broadcast;
 
 use super::Workloads;
-use crate::cni::error::{ERR_INVALID_ENV, ERR_NOT_AVAILABLE, ERR_TRY_AGAIN_LATER};
+use crate::cni::error::{ERR_INVALID_ENV, ERR_LIMITED_CONNECTIVITY, ERR_NOT_AVAILABLE, ERR_TRY_AGAIN_LATER};
 use crate::cni::Command;
 use crate::dataplane::Dataplane;
 use crate::ipam::{BlockHooks, Ipam};
@@ -105,6 +105,15 @@ async fn before_the_caches_sync_status_is_50_and_add_is_11() {
     assert!(e.details.contains("not synced"), "{e:?}");
     let out: serde_json::Value = serde_json::from_slice(&status.output).unwrap();
     assert_eq!(out["code"], 50);
+    // With the node's BGP down as well, pods already running may have lost their routes: 51.
+    w.set_routing(Arc::new(BgpDown));
+    let status = w.handle(Command::Status, &env("STATUS", ""), CONF).await;
+    let e = status.error.expect("STATUS fails while unsynced");
+    assert_eq!(e.code, ERR_LIMITED_CONNECTIVITY, "{e:?}");
+    assert!(
+        e.details.contains("not synced") && e.details.contains("none of 2 sessions"),
+        "{e:?}"
+    );
 
     let pod = "K8S_POD_NAMESPACE=default;K8S_POD_NAME=busybox3;K8S_POD_UID=u-new";
     let add = w.handle(Command::Add, &env("ADD", pod), CONF).await;
@@ -117,7 +126,16 @@ async fn before_the_caches_sync_status_is_50_and_add_is_11() {
     wait(|| caches.not_synced().is_none(), "caches synced").await;
     wait(|| w.resources().pools.contains_key("pool1"), "the pool loaded").await;
     let status = w.handle(Command::Status, &env("STATUS", ""), CONF).await;
-    assert!(status.error.is_none(), "{:?}", status.error);
+    assert!(status.error.is_none(), "ready whatever BGP says: {:?}", status.error);
+}
+
+/// A routing side whose sessions are all down.
+struct BgpDown;
+
+impl crate::workload::RoutingHealth for BgpDown {
+    fn degraded(&self) -> Option<String> {
+        Some("BGP: none of 2 sessions is established: routes to other nodes may be missing".into())
+    }
 }
 
 /// K8S_POD_UID names an older pod than the one now under that name: ADD refuses, naming both

@@ -39,7 +39,7 @@ use crate::resources::Resources;
 use crate::store::StoreError;
 use lanes_proto::v1 as pb;
 
-pub use cluster::Cluster;
+pub use cluster::{Cluster, RoutingHealth};
 
 /// The daemon's shared state for workload operations.
 pub struct Workloads {
@@ -68,6 +68,8 @@ pub struct Workloads {
     stop: Option<watch::Receiver<bool>>,
     /// `primary.serviceCidrs`: kept on eth0 when a lane takes the default route.
     pub service_cidrs: Vec<IpNet>,
+    /// The BGP side, once it runs (made after the workloads, hence set later).
+    routing: std::sync::OnceLock<Arc<dyn RoutingHealth>>,
 }
 
 /// The outcome of one CNI call: stdout bytes, and the error if it failed.
@@ -108,7 +110,18 @@ impl Workloads {
             gc_lock: RwLock::new(()),
             stop: None,
             service_cidrs: Vec::new(),
+            routing: std::sync::OnceLock::new(),
         }
+    }
+
+    /// STATUS consults `routing` for code 51 (see [`RoutingHealth`]). Set once.
+    pub fn set_routing(&self, routing: Arc<dyn RoutingHealth>) {
+        let _ = self.routing.set(routing);
+    }
+
+    /// Why existing pods may have limited connectivity, per the routing side.
+    pub fn routing_degraded(&self) -> Option<String> {
+        self.routing.get().and_then(|r| r.degraded())
     }
 
     /// The cluster's Service CIDRs (`primary.serviceCidrs`).

@@ -1,14 +1,21 @@
 //! CNI STATUS: ready when the datastore answers and some pool can serve this
-//! node (50 otherwise, with the reason).
+//! node; otherwise 50 with the reason, or 51 when the node's routing is down too,
+//! so that pods already running may have lost their routes to other nodes.
 
 use super::Workloads;
 use crate::cni::{CniError, NetConf};
 
 pub async fn status(w: &Workloads, conf: &NetConf) -> Result<Vec<u8>, CniError> {
-    match readiness(w, conf).await {
-        None => Ok(Vec::new()),
-        Some(reason) => Err(CniError::not_available("lanesd is not ready", reason)),
-    }
+    let Some(reason) = readiness(w, conf).await else {
+        return Ok(Vec::new());
+    };
+    Err(match w.routing_degraded() {
+        Some(routing) => CniError::limited_connectivity(
+            "lanesd is not ready, and existing pods may have limited connectivity",
+            format!("{reason}; {routing}"),
+        ),
+        None => CniError::not_available("lanesd is not ready", reason),
+    })
 }
 
 /// None when ready, else why not (also served by `lanesctl node status`).
