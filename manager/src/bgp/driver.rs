@@ -397,7 +397,7 @@ impl BgpDriver {
         if let Ok(peers) = &peers {
             self.metrics.record_peers(peers);
         }
-        *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = routing_degraded(&peers);
+        *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = routing_degraded(&peers, stats.applies_ok > 0);
     }
 
     async fn peers(&self) -> Result<Vec<super::status::PeerRow>, String> {
@@ -450,11 +450,13 @@ pub fn merge_nodes(res: &Resources, registered: &[NodeRecord]) -> Vec<NodeInfo> 
     out.into_values().collect()
 }
 
-/// What the sessions say about routes to other nodes: BIRD not answering, or none of its
-/// sessions established (with graceful restart the kernel keeps the routes for a while, but
-/// nothing refreshes them).
-fn routing_degraded(peers: &Result<Vec<super::status::PeerRow>, String>) -> Option<String> {
+/// What the sessions say about routes to other nodes: BIRD not answering although it was
+/// configured (`configured`: a config was applied; before that there is nothing to lose), or
+/// none of its sessions established (with graceful restart the kernel keeps the routes for a
+/// while, but nothing refreshes them).
+fn routing_degraded(peers: &Result<Vec<super::status::PeerRow>, String>, configured: bool) -> Option<String> {
     match peers {
+        Err(_) if !configured => None,
         Err(e) => Some(format!(
             "BIRD is not answering ({e}): routes to other nodes are not maintained"
         )),
@@ -591,15 +593,17 @@ mod tests {
             ..PeerRow::default()
         };
         assert_eq!(
-            routing_degraded(&Ok(vec![])),
+            routing_degraded(&Ok(vec![]), true),
             None,
             "no peers configured: nothing to lose"
         );
-        assert_eq!(routing_degraded(&Ok(vec![peer("up"), peer("start")])), None);
-        let down = routing_degraded(&Ok(vec![peer("start"), peer("down")])).unwrap();
+        assert_eq!(routing_degraded(&Ok(vec![peer("up"), peer("start")]), true), None);
+        let down = routing_degraded(&Ok(vec![peer("start"), peer("down")]), true).unwrap();
         assert!(down.contains("none of 2 sessions"), "{down}");
-        let silent = routing_degraded(&Err("connect: No such file".into())).unwrap();
+        let silent = routing_degraded(&Err("connect: No such file".into()), true).unwrap();
         assert!(silent.contains("BIRD is not answering"), "{silent}");
+        // BIRD never configured (no node address yet, say): nothing was routed, nothing is lost.
+        assert_eq!(routing_degraded(&Err("connect: No such file".into()), false), None);
     }
 
     /// The InternalIP (often the API's NIC) never overrides the document or the node's own
