@@ -411,7 +411,7 @@ impl Watch {
         let (sent, received) = ping_summary(&text).unwrap_or_else(|| panic!("{episode}: no ping summary in:\n{text}"));
         assert!(sent >= 20, "{episode}: ping ran too briefly: {text}");
         assert!(
-            sent - received <= 1,
+            sent - received == 0,
             "{episode}: {} pod pings lost:\n{text}",
             sent - received
         );
