@@ -444,7 +444,22 @@ spec:
   ipipMode: Never
   bgpExport: aggregate+pods
 ";
-    let resources = documents(&[pool, &bgp_configuration(""), &node_documents(&RACKS), TOR_PEERS]);
+    // Calico's communities: a named large one and a literal standard one on the pool's routes.
+    let communities = "  communities:
+  - name: rack-local
+    value: 63400:300:100
+  prefixAdvertisements:
+  - cidr: 10.244.0.0/16
+    communities:
+    - rack-local
+    - 63400:120
+";
+    let resources = documents(&[
+        pool,
+        &bgp_configuration(communities),
+        &node_documents(&RACKS),
+        TOR_PEERS,
+    ]);
     let mut c = Cluster::tor(&resources, &RACKS, |_| String::new());
     // Two pods on node1, one on each of the others.
     let owners = [0usize, 0, 1, 2];
@@ -467,6 +482,14 @@ spec:
         want,
         "router table: the blocks and each pod's /32"
     );
+    // The communities arrive with the routes (blocks and /32s alike).
+    for prefix in [block_of(&ips[0], 26), host(&ips[0])] {
+        let (ok, all) = c.router().birdc(&["show", "route", "all", &prefix.to_string()]);
+        assert!(
+            ok && all.contains("BGP.community: (63400,120)") && all.contains("BGP.large_community: (63400, 300, 100)"),
+            "router: {prefix} with both communities:\n{all}"
+        );
+    }
     // Across the racks, the /32 reaches the far node's kernel via its router.
     c.wait_kernel_route(2, &ips[0], ROUTER_IPS[1], 20);
     assert_pods_ping(&c, &ips);
