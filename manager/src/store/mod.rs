@@ -2,7 +2,8 @@
 //! lives, behind one small trait with revisions and compare-and-swap.
 //!
 //! Backends: `file` (this module's [`file::FileStore`], the embedded default)
-//! and, later, `kubernetes`. Values are JSON documents; a revision is an
+//! and `kubernetes` ([`crate::k8s::store::KubeStore`], custom resources). Values
+//! are JSON documents; a revision is an
 //! opaque string that changes on every write of a key, so `update` and
 //! `delete` can refuse to overwrite what someone else wrote since we read it.
 
@@ -71,8 +72,8 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The datastore contract every backend implements (see the conformance
-/// tests in `file.rs`, which the kubernetes backend will share).
+/// The datastore contract every backend implements (`conformance.rs` is the one
+/// suite both backends pass).
 #[async_trait]
 pub trait StateStore: Send + Sync + 'static {
     /// The key's value and revision, or None.
