@@ -42,6 +42,20 @@ struct Stored {
     value: serde_json::Value,
 }
 
+/// What a write serializes: [`Stored`] without copying the value.
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    revision: &'a str,
+    value: &'a serde_json::Value,
+}
+
+/// What compare-and-swap needs of the current file: its revision (the value is skipped, not
+/// built: on the ADD path this read is under the lock).
+#[derive(Deserialize)]
+struct StoredRevision {
+    revision: String,
+}
+
 impl FileStore {
     /// Open (creating if needed) the state folder `<store_path>/state`.
     pub fn open(store_path: &Path) -> Result<Self> {
@@ -114,6 +128,21 @@ impl Inner {
         }))
     }
 
+    /// The key's current revision, or None when it does not exist.
+    fn revision(&self, key: &str) -> Result<Option<Revision>> {
+        let path = self.path_of(key)?;
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(format!("read {}", path.display()), e)),
+        };
+        let stored: StoredRevision = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Some(stored.revision))
+    }
+
     fn keys(&self, prefix: &str) -> Result<Vec<String>> {
         let folder = prefix.trim_end_matches('/');
         let dir = if folder.is_empty() {
@@ -166,9 +195,9 @@ impl Inner {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         let revision = now.max(prev_num + 1).to_string();
-        let body = serde_json::to_vec(&Stored {
-            revision: revision.clone(),
-            value: value.clone(),
+        let body = serde_json::to_vec(&StoredRef {
+            revision: &revision,
+            value,
         })
         .map_err(|e| StoreError::Corrupt {
             key: key.to_string(),
@@ -195,7 +224,7 @@ impl Inner {
 
     fn create(&self, key: &str, value: &serde_json::Value) -> Result<Revision> {
         self.locked(|| {
-            if self.read(key)?.is_some() {
+            if self.revision(key)?.is_some() {
                 return Err(StoreError::AlreadyExists { key: key.to_string() });
             }
             self.write(key, value, None)
@@ -203,17 +232,17 @@ impl Inner {
     }
 
     fn update(&self, key: &str, value: &serde_json::Value, expected: &str) -> Result<Revision> {
-        self.locked(|| match self.read(key)? {
+        self.locked(|| match self.revision(key)? {
             None => Err(StoreError::NotFound { key: key.to_string() }),
-            Some(cur) if cur.revision != expected => Err(StoreError::Conflict { key: key.to_string() }),
-            Some(cur) => self.write(key, value, Some(&cur.revision)),
+            Some(cur) if cur != expected => Err(StoreError::Conflict { key: key.to_string() }),
+            Some(cur) => self.write(key, value, Some(&cur)),
         })
     }
 
     fn delete(&self, key: &str, expected: &str) -> Result<()> {
-        self.locked(|| match self.read(key)? {
+        self.locked(|| match self.revision(key)? {
             None => Err(StoreError::NotFound { key: key.to_string() }),
-            Some(cur) if cur.revision != expected => Err(StoreError::Conflict { key: key.to_string() }),
+            Some(cur) if cur != expected => Err(StoreError::Conflict { key: key.to_string() }),
             Some(_) => {
                 let path = self.path_of(key)?;
                 fs::remove_file(&path).map_err(|e| io(format!("remove {}", path.display()), e))?;
