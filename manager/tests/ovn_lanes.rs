@@ -149,7 +149,9 @@ fn eth0_and_eth1_across_two_nodes() {
         "busybox3 eth0 → busybox1 eth0 with the default on eth1"
     );
     // The NAD's gateway is an OVN router port: the default route's first hop answers.
-    assert!(pods[2].ping("10.144.0.1"), "busybox3 → its eth1 gateway 10.144.0.1");
+    wait_for("busybox3 → its eth1 gateway 10.144.0.1", 10, || {
+        pods[2].ping("10.144.0.1").then_some(())
+    });
     let lrps = central.nbctl(&["--bare", "--columns=name,networks", "list", "Logical_Router_Port"]);
     assert!(
         lrps.contains("rtos-yusur.ovn_ovn_layer2_switch") && lrps.contains("10.144.0.1/16"),
