@@ -826,11 +826,22 @@ fn requested_ip_and_mac_are_honoured() {
     write_atomic(&lab.store.join("resources.yaml"), &without_nad);
     std::thread::sleep(Duration::from_millis(1200));
     assert!(a.ping(&eth1_ip(&rb)), "fixed → peer over eth1 with the NAD gone");
+    // GC keeps the NAD's switch while pods are on it...
+    let both = r#"[{"containerID":"fx","ifname":"eth0"},{"containerID":"pe","ifname":"eth0"}]"#;
+    let (code, out) = gc(&lab.nodes[0], both);
+    assert_eq!(code, 0, "GC: {out}");
+    let switches = lab.central.nbctl(&["ls-list"]);
+    assert!(switches.contains("yusur.ovn_ovn_layer2_switch"), "{switches}");
+    assert!(a.ping(&eth1_ip(&rb)), "GC left the pods' lane alone");
     for (pod, cid, name) in [(&a, "fx", "fixed"), (&b, "pe", "peer")] {
         let (code, out, _) = del(&lab.nodes[0], pod, cid, name);
         assert_eq!(code, 0, "DEL {name} after its NAD went: {out}");
     }
     lab.assert_clean(0, "DEL after the NAD was removed");
+    // ...and removes it once they are gone.
+    let (code, out) = gc(&lab.nodes[0], "[]");
+    assert_eq!(code, 0, "GC: {out}");
+    assert_eq!(lab.central.nbctl(&["ls-list"]), "", "the deleted NAD's switch is gone");
     eprintln!("requested_ip_and_mac: {:?}", t0.elapsed());
 }
 

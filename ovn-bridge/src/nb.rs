@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::client::Client;
-use crate::ensure::{first_rows, Db, Ensured, Parent, Spec};
+use crate::ensure::{first_rows, is_guard_failure, Db, Ensured, Parent, Spec};
 use crate::error::Result;
-use crate::ops::{Cond, Mutation, Op};
+use crate::ops::{Cond, Mutation, Op, Until};
 use crate::value::{self, Row};
 use ovsdb::protocol::Uuid;
 
@@ -331,6 +331,60 @@ impl NbDb {
         let rp = self.ensure_lrp(router, lrp, mac, networks).await?;
         let sp = self.ensure_router_lsp(switch, lsp, lrp).await?;
         Ok((rp, sp))
+    }
+
+    /// `ovn-nbctl ls-del NAME [-- lr-del ROUTER]`, but only while nothing but router-type ports
+    /// is on the switch: a `wait` guard on its `ports` makes the check and the delete one
+    /// transaction, so a port another node adds meanwhile keeps the switch. The switch's ports
+    /// and the router's ports go with them (they are not root tables). `false` when the switch
+    /// is absent or in use.
+    pub async fn delete_idle_logical_switch(&self, name: &str, router: Option<&str>) -> Result<bool> {
+        let read = [
+            Op::select("Logical_Switch", vec![Cond::eq("name", name)]).columns(&["_uuid", "ports"]),
+            Op::select("Logical_Switch_Port", vec![Cond::eq("type", "router")]).columns(&["_uuid"]),
+        ];
+        let r = self.db.transact(&read).await?;
+        let Some(ls) = r[0].rows.first() else {
+            return Ok(false);
+        };
+        let ports = ls.uuids("ports");
+        let router_ports: Vec<Uuid> = r[1].rows.iter().filter_map(Row::uuid).collect();
+        if ports.iter().any(|p| !router_ports.contains(p)) {
+            return Ok(false);
+        }
+        let mut ops = vec![
+            Op::wait(
+                "Logical_Switch",
+                vec![Cond::eq("name", name)],
+                &["ports"],
+                Until::Equal,
+                vec![serde_json::json!({ "ports": value::uuid_set(&ports) })],
+            ),
+            Op::delete("Logical_Switch", vec![Cond::eq("name", name)]),
+        ];
+        if let Some(router) = router {
+            ops.push(Op::delete("Logical_Router", vec![Cond::eq("name", router)]));
+        }
+        match self.db.transact(&ops).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_guard_failure(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The logical switches whose `external_ids` hold `key`: (name, that key's value).
+    pub async fn logical_switches_with(&self, key: &str) -> Result<Vec<(String, String)>> {
+        let rows = first_rows(
+            self.db
+                .transact(&[Op::select("Logical_Switch", vec![]).columns(&["name", "external_ids"])])
+                .await?,
+        );
+        let mut out: Vec<(String, String)> = rows
+            .iter()
+            .filter_map(|r| Some((r.string("name")?, r.map_get("external_ids", key)?)))
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     /// All logical switch names, sorted (handy for reconciling).

@@ -268,3 +268,43 @@ async fn router_gateway_is_idempotent() {
         ("router", Some("rtos-blue"))
     );
 }
+
+/// A switch goes (with its gateway router) only while no VIF port is on it; router ports don't
+/// count.
+#[tokio::test]
+async fn idle_switch_and_router_are_deleted_busy_ones_kept() {
+    let Some((srv, nb)) = setup().await else { return };
+    let ids = map(&[("lanes.dev/network", "blue")]);
+    nb.ensure_logical_switch("blue", &map(&[("subnet", "10.1.0.0/24")]), &ids)
+        .await
+        .unwrap();
+    nb.ensure_logical_router("lr-blue", &ids).await.unwrap();
+    let nets = strings(&["10.1.0.1/24"]);
+    nb.connect_switch_to_router("blue", "lr-blue", "rtos-blue", "stor-blue", "0a:58:0a:01:00:01", &nets)
+        .await
+        .unwrap();
+    nb.ensure_lsp("blue", "pod1", &strings(&["dynamic"]), &[], &map(&[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        nb.logical_switches_with("lanes.dev/network").await.unwrap(),
+        [("blue".to_string(), "blue".to_string())]
+    );
+    assert!(
+        !nb.delete_idle_logical_switch("blue", Some("lr-blue")).await.unwrap(),
+        "a pod port keeps the switch"
+    );
+    assert!(srv.nbctl(&["ls-list"]).contains("(blue)"));
+    assert!(nb.delete_lsp("blue", "pod1").await.unwrap());
+    assert!(nb.delete_idle_logical_switch("blue", Some("lr-blue")).await.unwrap());
+    assert_eq!(srv.nbctl(&["ls-list"]), "");
+    assert_eq!(srv.nbctl(&["lr-list"]), "");
+    assert_eq!(
+        srv.nbctl(&["--bare", "--columns=name", "list", "logical_router_port"]),
+        ""
+    );
+    assert!(
+        !nb.delete_idle_logical_switch("blue", None).await.unwrap(),
+        "already gone"
+    );
+}

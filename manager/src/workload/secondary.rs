@@ -66,6 +66,8 @@ const FIRST_TABLE: u32 = 1001;
 pub const ID_NODE: &str = "lanes.dev/node";
 pub const ID_CONTAINER: &str = "lanes.dev/container";
 pub const ID_IFNAME: &str = "lanes.dev/ifname";
+/// Logical switch and router `external_ids` naming the network lanesd made them for.
+pub const ID_NETWORK: &str = "lanes.dev/network";
 
 pub struct Ovn {
     pub nb: NbDb,
@@ -598,7 +600,11 @@ async fn ensure_switch(ovn: &Ovn, net: &Network) -> Result<(), ovn_bridge::Error
         }
     }
     other.insert("mtu".to_string(), net.mtu.to_string());
-    let ids = BTreeMap::from([("k8s.ovn.org/network".to_string(), net.net_name.clone())]);
+    // `lanes.dev/network` marks what lanesd made (and may remove once the NAD is gone).
+    let ids = BTreeMap::from([
+        ("k8s.ovn.org/network".to_string(), net.net_name.clone()),
+        (ID_NETWORK.to_string(), net.net_name.clone()),
+    ]);
     ovn.nb.ensure_logical_switch(&net.switch_name, &other, &ids).await?;
     // The NAD's `gateway` is a logical router port on the switch: it answers ARP and ping for
     // that address, so a pod's default route via the lane has a first hop that exists.
@@ -630,11 +636,16 @@ struct GatewayPort {
     network: String,
 }
 
+/// The gateway router of network `net_name` (whether it has one or not).
+fn router_name(net_name: &str) -> String {
+    naming::network_prefix(net_name) + "ovn_cluster_router"
+}
+
 fn gateway_port(net: &Network) -> Option<GatewayPort> {
     let gw = net.gateway?;
     let subnet = net.subnet_for(gw)?;
     Some(GatewayPort {
-        router: naming::network_prefix(&net.net_name) + "ovn_cluster_router",
+        router: router_name(&net.net_name),
         router_port: format!("rtos-{}", net.switch_name),
         switch_port: format!("stor-{}", net.switch_name),
         mac: naming::mac_from_ip(gw),
@@ -1035,6 +1046,11 @@ pub async fn gc(w: &Workloads, network: &str, valid: &HashSet<AttachmentKey>) ->
         }
         Err(e) => errors.push(format!("list this node's LSPs: {e}")),
     }
+    match remove_idle_networks(w, ovn).await {
+        Ok(n) if n > 0 => tracing::info!(switches = n, "GC removed logical switches of deleted NADs"),
+        Ok(_) => {}
+        Err(e) => errors.push(e),
+    }
     let stale = |name: &String| name.starts_with(naming::HOST_IFNAME_PREFIX) && !keep_links.contains(name);
     match tokio::time::timeout(ovn.call_timeout, ovn.ovs.list_ports(&ovn.bridge)).await {
         Ok(Ok(ports)) => {
@@ -1082,6 +1098,46 @@ pub async fn gc(w: &Workloads, network: &str, valid: &HashSet<AttachmentKey>) ->
     } else {
         Err(errors.join("; "))
     }
+}
+
+/// The logical switches (and gateway routers) lanesd made for networks no NAD defines any more,
+/// once no pod port is left on them on any node. While some NAD of ours cannot be parsed, its
+/// network is unknown, so nothing is removed (and GC does not fail for it).
+async fn remove_idle_networks(w: &Workloads, ovn: &Ovn) -> Result<usize, String> {
+    let res = w.resources();
+    let mut live = HashSet::new();
+    for raw in res.others_of_kind(NAD_KIND) {
+        match parse_nad(raw) {
+            Ok(n) => {
+                live.insert(n.net_name);
+            }
+            Err(e) if e.not_ours => {}
+            Err(e) => {
+                tracing::info!(nad = %e.nad, "invalid NAD: idle logical switches are left for a later GC");
+                return Ok(0);
+            }
+        }
+    }
+    let bounded = |what: String| move |_| format!("{what}: no answer within {:?}", ovn.call_timeout);
+    let switches = tokio::time::timeout(ovn.call_timeout, ovn.nb.logical_switches_with(ID_NETWORK))
+        .await
+        .map_err(bounded("list logical switches".into()))?
+        .map_err(|e| format!("list logical switches: {e}"))?;
+    let mut removed = 0;
+    for (switch, net) in switches.into_iter().filter(|(_, net)| !live.contains(net)) {
+        let router = router_name(&net);
+        let deleted = tokio::time::timeout(
+            ovn.call_timeout,
+            ovn.nb.delete_idle_logical_switch(&switch, Some(&router)),
+        )
+        .await
+        .map_err(bounded(format!("delete logical switch {switch}")))?
+        .map_err(|e| format!("delete logical switch {switch}: {e}"))?;
+        if deleted {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// LSPs whose `external_ids` say this node made them: (name, external_ids).
