@@ -49,6 +49,13 @@ fn add_pod(node: &Node, pod: &Netns, id: &str, name: &str) -> serde_json::Value 
     out
 }
 
+/// `conf` with `prevResult` set, as a runtime sends it on DEL.
+fn with_prev_result(conf: &str, result: &serde_json::Value) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(conf).unwrap();
+    v["prevResult"] = result.clone();
+    v.to_string()
+}
+
 fn eth1_ip(result: &serde_json::Value) -> String {
     result["ips"]
         .as_array()
@@ -231,9 +238,7 @@ fn eth0_and_eth1_across_two_nodes() {
     // DEL as Multus sends it: no MAC=/IP=, runtimeConfig kept, prevResult = our ADD result.
     env.insert("CNI_COMMAND", "DEL".into());
     env.insert("CNI_ARGS", args.into());
-    let mut del: serde_json::Value = serde_json::from_str(nad).unwrap();
-    del["prevResult"] = out.clone();
-    assert_eq!(nodes[0].shim(&env, &del.to_string()).0, 0);
+    assert_eq!(nodes[0].shim(&env, &with_prev_result(nad, &out)).0, 0);
     assert!(
         !multus.links().contains(&"net1".to_string()),
         "delegate DEL removed net1"
@@ -280,9 +285,7 @@ fn eth0_and_eth1_across_two_nodes() {
     assert!(!nodes[0].netns.links().contains(&lov), "veth {lov} gone");
     // Delegate 0's DEL, last, with its cached result.
     env0.insert("CNI_COMMAND", "DEL".into());
-    let mut del0: serde_json::Value = serde_json::from_str(cluster_conf).unwrap();
-    del0["prevResult"] = out0.clone();
-    assert_eq!(nodes[0].shim(&env0, &del0.to_string()).0, 0);
+    assert_eq!(nodes[0].shim(&env0, &with_prev_result(cluster_conf, &out0)).0, 0);
     assert!(
         !multus.links().contains(&"eth0".to_string()),
         "delegate 0 DEL removed eth0"

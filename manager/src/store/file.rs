@@ -111,17 +111,7 @@ impl Inner {
     }
 
     fn read(&self, key: &str) -> Result<Option<Entry>> {
-        let path = self.path_of(key)?;
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(format!("read {}", path.display()), e)),
-        };
-        let stored: Stored = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            key: key.to_string(),
-            reason: e.to_string(),
-        })?;
-        Ok(Some(Entry {
+        Ok(self.read_as::<Stored>(key)?.map(|stored| Entry {
             key: key.to_string(),
             value: stored.value,
             revision: stored.revision,
@@ -130,17 +120,23 @@ impl Inner {
 
     /// The key's current revision, or None when it does not exist.
     fn revision(&self, key: &str) -> Result<Option<Revision>> {
+        Ok(self.read_as::<StoredRevision>(key)?.map(|s| s.revision))
+    }
+
+    /// The key's file decoded as `T` ([`Stored`], or only part of it), or None when absent.
+    fn read_as<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let path = self.path_of(key)?;
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(format!("read {}", path.display()), e)),
         };
-        let stored: StoredRevision = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            key: key.to_string(),
-            reason: e.to_string(),
-        })?;
-        Ok(Some(stored.revision))
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                key: key.to_string(),
+                reason: e.to_string(),
+            })
     }
 
     fn keys(&self, prefix: &str) -> Result<Vec<String>> {

@@ -50,7 +50,6 @@ use crate::secondary::nad::NAD_KIND;
 use crate::secondary::{naming, parse_nad, parse_selection, resolve, NadError, Network, Resolved};
 use crate::store::{to_value, StateStore};
 
-/// How long ADD waits for ovn-controller to bind the port.
 /// Longest a DEL (or an ADD's undo) waits for OVS or NB before leaving the rest
 /// to the retry task.
 pub const DEL_BUDGET: Duration = Duration::from_secs(2);
@@ -241,19 +240,13 @@ impl<'a> Parts<'a> {
     }
 }
 
-/// Attach every network the pod's `k8s.v1.cni.cncf.io/networks` annotation
-/// selects; returns the result entries to append. All-or-nothing.
-pub async fn attach_selected(w: &Workloads, pod: &PodContext) -> Result<CniResult, CniError> {
-    let res = w.resources();
-    let Some(annotation) = pod.networks.as_deref() else {
-        return Ok(CniResult::default());
-    };
-    let selections = parse_selection(annotation, &pod.namespace)?;
-    if selections.is_empty() {
-        return Ok(CniResult::default());
-    }
+type NadKey = (String, String);
+
+/// Every NAD in the resources, by `(namespace, name)`: the networks, and the ones that do not
+/// parse with why.
+fn parse_nads(res: &crate::resources::Resources) -> (BTreeMap<NadKey, Network>, BTreeMap<NadKey, NadError>) {
     let mut networks = BTreeMap::new();
-    let mut broken: BTreeMap<(String, String), NadError> = BTreeMap::new();
+    let mut broken = BTreeMap::new();
     for raw in res.others_of_kind(NAD_KIND) {
         let key = (
             raw.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
@@ -268,6 +261,21 @@ pub async fn attach_selected(w: &Workloads, pod: &PodContext) -> Result<CniResul
             }
         }
     }
+    (networks, broken)
+}
+
+/// Attach every network the pod's `k8s.v1.cni.cncf.io/networks` annotation
+/// selects; returns the result entries to append. All-or-nothing.
+pub async fn attach_selected(w: &Workloads, pod: &PodContext) -> Result<CniResult, CniError> {
+    let res = w.resources();
+    let Some(annotation) = pod.networks.as_deref() else {
+        return Ok(CniResult::default());
+    };
+    let selections = parse_selection(annotation, &pod.namespace)?;
+    if selections.is_empty() {
+        return Ok(CniResult::default());
+    }
+    let (networks, broken) = parse_nads(&res);
     // A selected NAD that is there but unusable is named with its problem, not "not found".
     for (i, s) in selections.iter().enumerate() {
         if let Some(e) = broken.get(&s.nad_key()) {
@@ -1104,20 +1112,12 @@ pub async fn gc(w: &Workloads, network: &str, valid: &HashSet<AttachmentKey>) ->
 /// once no pod port is left on them on any node. While some NAD of ours cannot be parsed, its
 /// network is unknown, so nothing is removed (and GC does not fail for it).
 async fn remove_idle_networks(w: &Workloads, ovn: &Ovn) -> Result<usize, String> {
-    let res = w.resources();
-    let mut live = HashSet::new();
-    for raw in res.others_of_kind(NAD_KIND) {
-        match parse_nad(raw) {
-            Ok(n) => {
-                live.insert(n.net_name);
-            }
-            Err(e) if e.not_ours => {}
-            Err(e) => {
-                tracing::info!(nad = %e.nad, "invalid NAD: idle logical switches are left for a later GC");
-                return Ok(0);
-            }
-        }
+    let (networks, broken) = parse_nads(&w.resources());
+    if let Some(e) = broken.values().find(|e| !e.not_ours) {
+        tracing::info!(nad = %e.nad, "invalid NAD: idle logical switches are left for a later GC");
+        return Ok(0);
     }
+    let live: HashSet<String> = networks.into_values().map(|n| n.net_name).collect();
     let bounded = |what: String| move |_| format!("{what}: no answer within {:?}", ovn.call_timeout);
     let switches = tokio::time::timeout(ovn.call_timeout, ovn.nb.logical_switches_with(ID_NETWORK))
         .await
