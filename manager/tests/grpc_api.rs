@@ -99,16 +99,7 @@ fn reflection_v1_lists_the_services() {
     let sock = node.socket();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let names = rt.block_on(async move {
-        let channel = tonic::transport::Endpoint::from_static("http://localhost")
-            .connect_with_connector(tower::service_fn(move |_| {
-                let sock = sock.clone();
-                async move {
-                    let s = tokio::net::UnixStream::connect(sock).await?;
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-                }
-            }))
-            .await
-            .expect("connect");
+        let channel = lanes_manager::api::client::unix_channel(&sock).await.expect("connect");
         let req = ServerReflectionRequest {
             host: String::new(),
             message_request: Some(MessageRequest::ListServices(String::new())),

@@ -92,19 +92,9 @@ async fn connect(socket: &std::path::Path) -> Result<NodeClient<Channel>, String
 }
 
 async fn channel(socket: &std::path::Path) -> Result<Channel, String> {
-    let path = socket.to_path_buf();
-    let channel = tonic::transport::Endpoint::from_static("http://localhost")
-        .connect_timeout(Duration::from_secs(3))
-        .connect_with_connector(tower::service_fn(move |_| {
-            let path = path.clone();
-            async move {
-                let s = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-            }
-        }))
+    lanes_manager::api::client::unix_channel(socket)
         .await
-        .map_err(|e| format!("connect to {}: {}", socket.display(), root_cause(&e)))?;
-    Ok(channel)
+        .map_err(|e| format!("connect to {}: {}", socket.display(), root_cause(&e)))
 }
 
 /// `grpc.health.v1.Health/Check` for the whole server.
