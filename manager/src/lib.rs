@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod bgp;
+pub mod blocking;
 pub mod cni;
 pub mod config;
 pub mod ctl;

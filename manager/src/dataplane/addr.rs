@@ -1,9 +1,10 @@
 //! Addresses: the `ip addr` wrapper methods.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::AddressMessageBuilder;
 
 use super::{Error, Netlink, Result};
 
@@ -23,6 +24,20 @@ pub fn address_of(msg: &AddressMessage) -> Option<IpNet> {
     }
     let ip: IpAddr = local.or(address)?;
     IpNet::new(ip, msg.header.prefix_len).ok()
+}
+
+/// `ip addr add <net> dev <index>`: the message `ip` sends (`IFA_LOCAL` and `IFA_ADDRESS`).
+pub fn address_msg(index: u32, net: IpNet) -> AddressMessage {
+    match net {
+        IpNet::V4(v4) => AddressMessageBuilder::<Ipv4Addr>::new()
+            .index(index)
+            .address(v4.addr(), v4.prefix_len())
+            .build(),
+        IpNet::V6(v6) => AddressMessageBuilder::<Ipv6Addr>::new()
+            .index(index)
+            .address(v6.addr(), v6.prefix_len())
+            .build(),
+    }
 }
 
 impl Netlink {
@@ -53,8 +68,6 @@ impl Netlink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rtnetlink::AddressMessageBuilder;
-    use std::net::Ipv4Addr;
 
     #[test]
     fn prefers_local_over_peer_address() {

@@ -76,6 +76,11 @@ pub fn veth_msg(host: &str, peer: &str, mtu: u32, peer_netns: RawFd) -> LinkMess
         .build()
 }
 
+/// `ip link set dev <index> up`.
+pub fn link_up_msg(index: u32) -> LinkMessage {
+    LinkUnspec::new_with_index(index).up().build()
+}
+
 impl Netlink {
     /// `ip link add ...` for a prebuilt message (see [`veth_msg`]); `what` names it in errors.
     pub async fn link_add(&self, msg: LinkMessage, what: &str) -> Result<()> {
@@ -109,8 +114,7 @@ impl Netlink {
 
     /// `ip link set dev <name> up`.
     pub async fn link_set_up(&self, index: u32, name: &str) -> Result<()> {
-        let msg = LinkUnspec::new_with_index(index).up().build();
-        self.link_change(msg, format!("set link {name} up{}", self.where_()))
+        self.link_change(link_up_msg(index), format!("set link {name} up{}", self.where_()))
             .await
     }
 

@@ -35,6 +35,7 @@
 //! blackholes, listings and forwarding already handle both families.
 
 pub mod addr;
+mod batch;
 mod check;
 pub mod encap;
 pub mod encap_route;
@@ -59,7 +60,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-pub use pod::{Dataplane, PodLinks, PodSpec};
+pub use pod::{Dataplane, PodLinks, PodSpec, PodWiring};
 pub use teardown::DEFERRED_PREFIX;
 
 /// The `rtm_protocol` of every route Lanes installs (`ip route ... proto 76`).

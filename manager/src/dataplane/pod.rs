@@ -8,9 +8,16 @@ use ipnet::{IpNet, Ipv4Net};
 use nix::errno::Errno;
 use rtnetlink::packet_route::route::RouteType;
 
-use super::link::{veth_msg, Link};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+
+use super::addr::address_msg;
+use super::batch::{self, Request, SyncNetlink};
+use super::link::{link_up_msg, veth_msg, Link};
+use super::neigh::{parse_mac, permanent_neigh_msg};
 use super::route::{blackhole_msg, default_via_msg, link_route_msg};
 use super::{netns, sysctl, validate_ifname, Error, Netlink, Result, POD_GATEWAY_V4};
+use crate::blocking;
 
 /// Loopback is ifindex 1 in every netns (`LOOPBACK_IFINDEX`), so it needs no lookup.
 const LOOPBACK_IFINDEX: u32 = 1;
@@ -107,63 +114,46 @@ impl Dataplane {
     /// ```text
     /// ip link add <host> mtu M up type veth peer name <if> mtu M netns <netns>
     /// sysctl -w net.ipv4.conf.<host>.proxy_arp=1 net.ipv4.neigh.<host>.proxy_delay=0
-    /// ip route replace <addr>/32 dev <host> scope link proto 76        # per address
-    /// ip -n <netns> addr replace <addr>/32 dev <if>                    # per address
     /// ip -n <netns> link set <if> up; ip -n <netns> link set lo up
     /// ip -n <netns> route add 169.254.1.1/32 dev <if> scope link proto 76
     /// ip -n <netns> route add default via 169.254.1.1 dev <if> proto 76
+    /// ip -n <netns> neigh replace 169.254.1.1 lladdr <host mac> dev <if> nud permanent
+    /// ip -n <netns> addr replace <addr>/32 dev <if>                    # per address
+    /// ip route replace <addr>/32 dev <host> scope link proto 76        # per address
     /// ```
     /// If any step after the veth creation fails, the veth is deleted (taking its routes and
     /// the pod end with it). An existing `<if>` in the pod is [`Error::PodIfnameTaken`]; an
     /// existing `<host>` fails with `EEXIST` and is left alone, since this call did not make it.
     ///
-    /// The work runs in its own task, so dropping the returned future (a cancelled request)
-    /// still completes the setup or its rollback.
+    /// The work runs to its end (setup or rollback) even if the returned future is dropped.
     pub async fn setup_pod(&self, spec: &PodSpec) -> Result<PodLinks> {
         spec.validate()?;
-        let (host, rt, spec) = (self.host.clone(), self.rt.clone(), spec.clone());
-        join_setup(self.rt.spawn(setup(host, rt, spec))).await
+        let spec = spec.clone();
+        batch::joined(
+            blocking::in_place(move || {
+                let wiring = create(&spec)?;
+                configure(&spec, wiring)
+            })
+            .await,
+        )
     }
 
-    /// The first half of [`Dataplane::setup_pod`]: the veth pair (`ip link add … type veth
-    /// peer … netns …`) and everything that needs no address (links up, proxy ARP, the pod's
-    /// gateway and default routes, the gateway neighbour), so it runs while IPAM persists the
-    /// address. Follow with [`Dataplane::configure_pod`], or [`Dataplane::remove_pod_link`].
-    pub async fn create_pod_link(&self, spec: &PodSpec) -> Result<PodLinks> {
+    /// The first half of [`Dataplane::setup_pod`]: the veth pair and everything that needs no
+    /// address (links up, proxy ARP, the pod's gateway and default routes, the gateway
+    /// neighbour). It runs on the blocking pool, so the caller's IPAM write proceeds on its
+    /// own thread meanwhile. Follow with [`Dataplane::configure_pod`], or
+    /// [`Dataplane::remove_pod_link`].
+    pub async fn create_pod_link(&self, spec: &PodSpec) -> Result<PodWiring> {
         spec.validate_link()?;
-        let (host, rt, spec) = (self.host.clone(), self.rt.clone(), spec.clone());
-        join_setup(self.rt.spawn(async move {
-            let pod = create(&host, &rt, &spec).await?;
-            match prepare(&host, &pod, &spec).await {
-                Ok(links) => Ok(links),
-                Err(err) => {
-                    rollback(&host, &spec.host_ifname).await;
-                    Err(err)
-                }
-            }
-        }))
-        .await
+        let spec = spec.clone();
+        batch::joined(blocking::pool(move || create(&spec)).await)
     }
 
-    /// The second half: the pod's address and the node's /32 route to it (`ip addr add`,
-    /// `ip route replace <addr>/32 dev <host>`), on links made by
+    /// The second half: the pod's address and the node's /32 route to it, on links made by
     /// [`Dataplane::create_pod_link`]. On failure the veth is deleted.
-    pub async fn configure_pod(&self, spec: &PodSpec, links: &PodLinks) -> Result<PodLinks> {
-        spec.validate()?;
-        let (host, rt, spec, links) = (self.host.clone(), self.rt.clone(), spec.clone(), links.clone());
-        join_setup(self.rt.spawn(async move {
-            let ns = netns::open(&spec.netns)?;
-            let pod = netns::netlink_in_file(&ns, &spec.netns, &rt)?;
-            drop(ns);
-            match address(&host, &pod, &spec, &links).await {
-                Ok(()) => Ok(links),
-                Err(err) => {
-                    rollback(&host, &spec.host_ifname).await;
-                    Err(err)
-                }
-            }
-        }))
-        .await
+    pub async fn configure_pod(&self, spec: &PodSpec, wiring: PodWiring) -> Result<PodLinks> {
+        let spec = spec.clone();
+        batch::joined(blocking::in_place(move || configure(&spec, wiring)).await)
     }
 
     /// Undo [`Dataplane::create_pod_link`] (`ip link del <host>`); absent is success.
@@ -237,36 +227,21 @@ impl Dataplane {
     }
 }
 
-/// The body of `setup_pod`, owning its inputs so it can run as its own task.
-async fn setup(host: Netlink, rt: tokio::runtime::Handle, spec: PodSpec) -> Result<PodLinks> {
-    let pod = create(&host, &rt, &spec).await?;
-    match configure(&host, &pod, &spec).await {
-        Ok(links) => Ok(links),
-        Err(err) => {
-            rollback(&host, &spec.host_ifname).await;
-            Err(err)
-        }
-    }
+/// Links made by [`Dataplane::create_pod_link`], with the two sockets (node and pod netns)
+/// that [`Dataplane::configure_pod`] goes on with.
+#[derive(Debug)]
+pub struct PodWiring {
+    pub links: PodLinks,
+    host: SyncNetlink,
+    pod: SyncNetlink,
 }
 
-/// Waits for a spawned setup task; the task runs to completion even if the caller goes away.
-async fn join_setup<T>(task: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
-    match task.await {
-        Ok(result) => result,
-        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-        // Only a runtime shutdown cancels the task; a restarted daemon's DEL cleans up.
-        Err(join) => Err(Error::Netlink {
-            op: "setup pod".into(),
-            source: std::io::Error::other(join.to_string()),
-        }),
-    }
-}
-
-/// Creates the veth pair; returns a handle bound to the pod netns.
-async fn create(host: &Netlink, rt: &tokio::runtime::Handle, spec: &PodSpec) -> Result<Netlink> {
+/// Creates the veth pair and prepares both ends; on failure nothing is left.
+fn create(spec: &PodSpec) -> Result<PodWiring> {
     let ns = netns::open(&spec.netns)?;
     // Opened before the veth exists so that a failure here needs no rollback.
-    let pod = netns::netlink_in_file(&ns, &spec.netns, rt)?;
+    let mut pod = SyncNetlink::open_in(&ns, &spec.netns)?;
+    let mut host = SyncNetlink::open()?;
     let what = format!(
         "create veth {}/{} in {}",
         spec.host_ifname,
@@ -274,28 +249,58 @@ async fn create(host: &Netlink, rt: &tokio::runtime::Handle, spec: &PodSpec) -> 
         spec.netns.display()
     );
     let msg = veth_msg(&spec.host_ifname, &spec.container_ifname, spec.mtu, ns.as_raw_fd());
-    if let Err(err) = host.link_add(msg, &what).await {
-        return Err(explain_create_failure(err, spec, host, &pod).await);
+    let echoed = match host.create_link(msg, what) {
+        Ok(echoed) => echoed,
+        Err(err) => return Err(explain_create_failure(err, spec, &mut host, &mut pod)),
+    };
+    match prepare(&mut host, &mut pod, spec, echoed) {
+        Ok(links) => Ok(PodWiring { links, host, pod }),
+        Err(err) => {
+            rollback_sync(&mut host, &spec.host_ifname);
+            Err(err)
+        }
     }
-    Ok(pod)
 }
 
-/// Step 2 (node side) and step 3 (pod side), concurrently: they touch different netns and
-/// neither needs the other's results.
-async fn configure(host: &Netlink, pod: &Netlink, spec: &PodSpec) -> Result<PodLinks> {
-    let prepared = prepare(host, pod, spec).await?;
-    address(host, pod, spec, &prepared).await?;
-    Ok(prepared)
-}
-
-/// Everything that does not need the pod's address: both ends up, proxy ARP,
-/// the pod's gateway and default routes and the gateway neighbour. Runs while
-/// IPAM persists the address.
-async fn prepare(host: &Netlink, pod: &Netlink, spec: &PodSpec) -> Result<PodLinks> {
-    let (host_link, pod_link) = futures::try_join!(prepare_host(host, spec), prepare_pod(pod, spec))?;
+/// Everything that does not need the pod's address: proxy ARP on the node end; in the pod
+/// both links up, the gateway and default routes and the gateway neighbour, in one batch.
+fn prepare(host: &mut SyncNetlink, pod: &mut SyncNetlink, spec: &PodSpec, echoed: Option<Link>) -> Result<PodLinks> {
+    let host_link = match echoed {
+        Some(link) => link,
+        None => existing(host, &spec.host_ifname)?,
+    };
+    let pod_link = existing(pod, &spec.container_ifname)?;
+    sysctl::enable_proxy_arp(&host_link.name)?;
+    sysctl::disable_proxy_delay(&host_link.name)?;
     let host_mac = host_link.mac.clone().unwrap_or_default();
-    pod.neigh_replace_permanent(pod_link.index, &pod_link.name, POD_GATEWAY_V4.into(), &host_mac)
-        .await?;
+    let lladdr =
+        parse_mac(&host_mac).ok_or_else(|| Error::Invalid(format!("mac {host_mac:?} of {}", host_link.name)))?;
+    let (index, name) = (pod_link.index, &pod_link.name);
+    let gateway = IpNet::V4(Ipv4Net::from(POD_GATEWAY_V4));
+    // In order: the kernel refuses routes through a device that is down. Plain `add` for the
+    // routes like Calico: a route already there means someone else configured this pod.
+    pod.run(vec![
+        Request::change(
+            RouteNetlinkMessage::NewLink(link_up_msg(index)),
+            format!("set link {name} up"),
+        ),
+        Request::change(
+            RouteNetlinkMessage::NewLink(link_up_msg(LOOPBACK_IFINDEX)),
+            "set link lo up",
+        ),
+        Request::create(
+            RouteNetlinkMessage::NewRoute(link_route_msg(gateway, index)),
+            format!("add route {gateway} dev {name} scope link proto 76"),
+        ),
+        Request::create(
+            RouteNetlinkMessage::NewRoute(default_via_msg(POD_GATEWAY_V4, index)),
+            format!("add route default via {POD_GATEWAY_V4} dev {name} proto 76"),
+        ),
+        Request::replace(
+            RouteNetlinkMessage::NewNeighbour(permanent_neigh_msg(index, POD_GATEWAY_V4.into(), lladdr)),
+            format!("neigh replace {POD_GATEWAY_V4} lladdr {host_mac} dev {name}"),
+        ),
+    ])?;
     Ok(PodLinks {
         host_mac,
         container_mac: pod_link.mac.unwrap_or_default(),
@@ -304,72 +309,79 @@ async fn prepare(host: &Netlink, pod: &Netlink, spec: &PodSpec) -> Result<PodLin
     })
 }
 
-async fn prepare_host(host: &Netlink, spec: &PodSpec) -> Result<Link> {
-    let link = existing(host, &spec.host_ifname).await?;
-    sysctl::enable_proxy_arp(&link.name)?;
-    sysctl::disable_proxy_delay(&link.name)?;
-    Ok(link)
-}
-
-async fn prepare_pod(pod: &Netlink, spec: &PodSpec) -> Result<Link> {
-    let link = existing(pod, &spec.container_ifname).await?;
-    // Up first: the kernel refuses routes through a device that is down.
-    let (up, lo) = futures::join!(
-        pod.link_set_up(link.index, &link.name),
-        pod.link_set_up(LOOPBACK_IFINDEX, "lo")
-    );
-    up?;
-    lo?;
-    // Plain `add` like Calico: a route already there means someone else configured this pod.
-    let gateway = IpNet::V4(Ipv4Net::from(POD_GATEWAY_V4));
-    let what = format!("{gateway} dev {} scope link proto 76", link.name);
-    pod.route_add(link_route_msg(gateway, link.index), &what).await?;
-    let what = format!("default via {POD_GATEWAY_V4} dev {} proto 76", link.name);
-    pod.route_add(default_via_msg(POD_GATEWAY_V4, link.index), &what)
-        .await?;
-    Ok(link)
-}
-
-/// What needs the address: on the pod interface, and the node's /32 route to it.
-async fn address(host: &Netlink, pod: &Netlink, spec: &PodSpec, links: &PodLinks) -> Result<()> {
-    let on_pod = async {
-        for addr in &spec.addresses {
-            pod.addr_replace(links.container_ifindex, &spec.container_ifname, *addr)
-                .await?;
+/// What needs the address: on the pod interface, then the node's /32 route to it. On failure
+/// the veth is deleted.
+fn configure(spec: &PodSpec, mut wiring: PodWiring) -> Result<PodLinks> {
+    let links = &wiring.links;
+    let on_pod = spec
+        .addresses
+        .iter()
+        .map(|addr| {
+            Request::replace(
+                RouteNetlinkMessage::NewAddress(address_msg(links.container_ifindex, *addr)),
+                format!("add address {addr} dev {}", spec.container_ifname),
+            )
+        })
+        .collect();
+    let on_host = spec
+        .addresses
+        .iter()
+        .map(|addr| {
+            Request::replace(
+                RouteNetlinkMessage::NewRoute(link_route_msg(*addr, links.host_ifindex)),
+                format!("replace route {addr} dev {} scope link proto 76", spec.host_ifname),
+            )
+        })
+        .collect();
+    let done = spec
+        .validate()
+        .and_then(|()| wiring.pod.run(on_pod))
+        .and_then(|()| wiring.host.run(on_host));
+    match done {
+        Ok(()) => Ok(wiring.links),
+        Err(err) => {
+            rollback_sync(&mut wiring.host, &spec.host_ifname);
+            Err(err)
         }
-        Ok::<_, Error>(())
-    };
-    let on_host = async {
-        for addr in &spec.addresses {
-            let what = format!("{addr} dev {} scope link proto 76", spec.host_ifname);
-            host.route_replace(link_route_msg(*addr, links.host_ifindex), &what)
-                .await?;
-        }
-        Ok::<_, Error>(())
-    };
-    futures::try_join!(on_pod, on_host).map(drop)
+    }
 }
 
-async fn existing(nl: &Netlink, name: &str) -> Result<Link> {
-    nl.link_get(name).await?.ok_or_else(|| Error::Netlink {
+fn existing(nl: &mut SyncNetlink, name: &str) -> Result<Link> {
+    nl.link_get(name)?.ok_or_else(|| Error::Netlink {
         op: format!("get link {name}{}", nl.where_()),
         source: std::io::Error::from_raw_os_error(Errno::ENODEV as i32),
     })
 }
 
 /// Turns the kernel's bare `EEXIST` into which name is taken, when it is the pod's.
-async fn explain_create_failure(err: Error, spec: &PodSpec, host: &Netlink, pod: &Netlink) -> Error {
+fn explain_create_failure(err: Error, spec: &PodSpec, host: &mut SyncNetlink, pod: &mut SyncNetlink) -> Error {
     // The kernel checks the host name first, so a taken host name keeps the plain EEXIST.
-    if err.errno() != Some(Errno::EEXIST as i32) || !matches!(host.link_get(&spec.host_ifname).await, Ok(None)) {
+    if err.errno() != Some(Errno::EEXIST as i32) || !matches!(host.link_get(&spec.host_ifname), Ok(None)) {
         return err;
     }
-    match pod.link_get(&spec.container_ifname).await {
+    match pod.link_get(&spec.container_ifname) {
         Ok(Some(_)) => Error::PodIfnameTaken {
             host_ifname: spec.host_ifname.clone(),
             ifname: spec.container_ifname.clone(),
             netns: spec.netns.clone(),
         },
         _ => err,
+    }
+}
+
+/// [`rollback`] on the pod setup's own socket (`ip link del <host>`).
+fn rollback_sync(host: &mut SyncNetlink, host_ifname: &str) {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(host_ifname.to_string()));
+    let deleted = host.run(vec![Request::change(
+        RouteNetlinkMessage::DelLink(msg),
+        format!("delete link {host_ifname}"),
+    )]);
+    match deleted {
+        Err(err) if err.errno() != Some(Errno::ENODEV as i32) => {
+            tracing::warn!(error = %err, host_ifname, "rollback of failed pod setup");
+        }
+        _ => {}
     }
 }
 

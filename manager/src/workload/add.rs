@@ -55,11 +55,12 @@ pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8>,
         addresses: Vec::new(),
         mtu,
     };
-    // The veth needs no address, so it is made while IPAM persists one
-    // (the durable write and the link creation are the two slow steps).
+    // The veth needs no address, so it is made while IPAM persists one (the durable write
+    // and the link creation are the two slow steps). The link goes first: it is handed to a
+    // pool thread, then the IPAM write runs on this one.
     let (created, assigned) = tokio::join!(create_link(w, &spec), w.ipam.assign(alloc, &pools, policy));
-    let (prepared, assigned) = match (created, assigned) {
-        (Ok(links), Ok(a)) => (links, a),
+    let (wiring, assigned) = match (created, assigned) {
+        (Ok(wiring), Ok(a)) => (wiring, a),
         (created, assigned) => {
             if created.is_ok() {
                 w.dataplane.remove_pod_link(&host_ifname).await;
@@ -76,7 +77,7 @@ pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8>,
     };
     let address = host_net(assigned.ip);
     spec.addresses = vec![address];
-    let links = match w.dataplane.configure_pod(&spec, &prepared).await {
+    let links = match w.dataplane.configure_pod(&spec, wiring).await {
         Ok(links) => links,
         Err(e) => {
             // configure_pod already removed the veth; give the address back.
@@ -204,7 +205,7 @@ async fn publish_network_status(w: &Workloads, cluster: &dyn super::Cluster, pod
 
 /// The veth for a new attachment. A veth left under the same name (a repeated
 /// ADD, or a crash mid-ADD) is replaced: the runtime owns this name.
-async fn create_link(w: &Workloads, spec: &PodSpec) -> Result<dataplane::PodLinks, dataplane::Error> {
+async fn create_link(w: &Workloads, spec: &PodSpec) -> Result<dataplane::PodWiring, dataplane::Error> {
     match w.dataplane.create_pod_link(spec).await {
         Err(e) if e.errno() == Some(libc_eexist()) => {
             w.dataplane.teardown_pod(&spec.host_ifname, &[]).await?;

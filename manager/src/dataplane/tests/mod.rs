@@ -6,6 +6,7 @@
 //! from inside the netns, and `ping`. Without root they print a reason and pass, except under
 //! `CI=true` where they fail.
 
+mod batch;
 mod bench;
 mod lifecycle;
 pub(super) mod support;
