@@ -6,7 +6,6 @@
 
 pub mod api;
 pub mod bgp;
-pub mod blocking;
 pub mod cni;
 pub mod config;
 pub mod ctl;

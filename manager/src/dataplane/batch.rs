@@ -275,15 +275,32 @@ fn where_(ns: Option<&Path>) -> String {
     }
 }
 
-/// Maps a cancelled blocking job (runtime shutdown) to a dataplane error.
-pub fn joined<T>(outcome: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
-    outcome.unwrap_or_else(|join| {
-        // A restarted daemon's DEL cleans up whatever the job left.
-        Err(Error::Netlink {
-            op: "pod dataplane task".into(),
+/// How many pod wiring jobs run at once. Each holds a blocking-pool thread, and with glibc every
+/// busy thread soon has a malloc arena of its own that keeps its memory; the jobs are short and
+/// mostly serialised by the kernel's RTNL lock anyway, so more would not finish sooner.
+const MAX_JOBS: usize = 4;
+static JOBS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_JOBS);
+
+/// Runs blocking pod wiring (this module's sockets, `/proc/sys` writes) on the blocking pool.
+/// It runs to its end even if the caller goes away; a panic in `f` is re-raised here.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    let permit = JOBS.acquire().await.map_err(|e| Error::Netlink {
+        op: "pod dataplane job".into(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    let job = move || {
+        let _permit = permit;
+        f()
+    };
+    match tokio::task::spawn_blocking(job).await {
+        Ok(result) => result,
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        // Only a runtime shutdown cancels a job; a restarted daemon's DEL cleans up after it.
+        Err(join) => Err(Error::Netlink {
+            op: "pod dataplane job".into(),
             source: io::Error::other(join.to_string()),
-        })
-    })
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,6 @@ use super::link::{link_up_msg, veth_msg, Link};
 use super::neigh::{parse_mac, permanent_neigh_msg};
 use super::route::{blackhole_msg, default_via_msg, link_route_msg};
 use super::{netns, sysctl, validate_ifname, Error, Netlink, Result, POD_GATEWAY_V4};
-use crate::blocking;
 
 /// Loopback is ifindex 1 in every netns (`LOOPBACK_IFINDEX`), so it needs no lookup.
 const LOOPBACK_IFINDEX: u32 = 1;
@@ -129,31 +128,28 @@ impl Dataplane {
     pub async fn setup_pod(&self, spec: &PodSpec) -> Result<PodLinks> {
         spec.validate()?;
         let spec = spec.clone();
-        batch::joined(
-            blocking::in_place(move || {
-                let wiring = create(&spec)?;
-                configure(&spec, wiring)
-            })
-            .await,
-        )
+        batch::blocking(move || {
+            let wiring = create(&spec)?;
+            configure(&spec, wiring)
+        })
+        .await
     }
 
     /// The first half of [`Dataplane::setup_pod`]: the veth pair and everything that needs no
     /// address (links up, proxy ARP, the pod's gateway and default routes, the gateway
-    /// neighbour). It runs on the blocking pool, so the caller's IPAM write proceeds on its
-    /// own thread meanwhile. Follow with [`Dataplane::configure_pod`], or
+    /// neighbour), so it runs while IPAM persists the address. Follow with [`Dataplane::configure_pod`], or
     /// [`Dataplane::remove_pod_link`].
     pub async fn create_pod_link(&self, spec: &PodSpec) -> Result<PodWiring> {
         spec.validate_link()?;
         let spec = spec.clone();
-        batch::joined(blocking::pool(move || create(&spec)).await)
+        batch::blocking(move || create(&spec)).await
     }
 
     /// The second half: the pod's address and the node's /32 route to it, on links made by
     /// [`Dataplane::create_pod_link`]. On failure the veth is deleted.
     pub async fn configure_pod(&self, spec: &PodSpec, wiring: PodWiring) -> Result<PodLinks> {
         let spec = spec.clone();
-        batch::joined(blocking::in_place(move || configure(&spec, wiring)).await)
+        batch::blocking(move || configure(&spec, wiring)).await
     }
 
     /// Undo [`Dataplane::create_pod_link`] (`ip link del <host>`); absent is success.

@@ -82,7 +82,7 @@ impl FileStore {
 
     async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Inner) -> Result<T> + Send + 'static) -> Result<T> {
         let inner = self.inner.clone();
-        crate::blocking::in_place(move || f(&inner))
+        tokio::task::spawn_blocking(move || f(&inner))
             .await
             .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }

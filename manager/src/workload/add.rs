@@ -55,9 +55,8 @@ pub async fn add(w: &Workloads, env: &CniEnv, conf: &NetConf) -> Result<Vec<u8>,
         addresses: Vec::new(),
         mtu,
     };
-    // The veth needs no address, so it is made while IPAM persists one (the durable write
-    // and the link creation are the two slow steps). The link goes first: it is handed to a
-    // pool thread, then the IPAM write runs on this one.
+    // The veth needs no address, so it is made while IPAM persists one
+    // (the durable write and the link creation are the two slow steps).
     let (created, assigned) = tokio::join!(create_link(w, &spec), w.ipam.assign(alloc, &pools, policy));
     let (wiring, assigned) = match (created, assigned) {
         (Ok(wiring), Ok(a)) => (wiring, a),
