@@ -12,6 +12,7 @@
 
 use std::fs::File;
 use std::io;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -111,6 +112,7 @@ impl SyncNetlink {
     /// Sends every request in one datagram and waits for all their acks. The first failure is
     /// returned, named by its `op` and this socket's netns; later requests still ran.
     pub fn run(&mut self, requests: Vec<Request>) -> Result<()> {
+        self.rewind();
         let mut ops = Vec::with_capacity(requests.len());
         let mut out = Vec::new();
         for req in requests {
@@ -118,8 +120,11 @@ impl SyncNetlink {
             append(&mut out, req.msg, NLM_F_REQUEST | NLM_F_ACK | req.flags, seq);
             ops.push((seq, req.op));
         }
+        let (Some(first), Some(last)) = (ops.first().map(|o| o.0), ops.last().map(|o| o.0)) else {
+            return Ok(());
+        };
         let mut first_error = None;
-        self.exchange(&out, ops.len(), |seq, reply| {
+        self.exchange(&out, first..=last, |seq, reply| {
             if let Reply::Failed(source) = reply {
                 if first_error.is_none() {
                     let op = ops.iter().find(|(s, _)| *s == seq).map(|(_, op)| op.as_str());
@@ -139,63 +144,62 @@ impl SyncNetlink {
     /// `ip link add …` asking the kernel to echo the new link back (`NLM_F_ECHO`, Linux 6.1+), which
     /// saves a lookup for its index and MAC. `Ok(None)` if the kernel sent no echo.
     pub fn create_link(&mut self, msg: LinkMessage, op: impl Into<String>) -> Result<Option<Link>> {
-        let seq = self.next_seq();
-        let mut out = Vec::new();
-        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;
-        append(&mut out, RouteNetlinkMessage::NewLink(msg), flags, seq);
-        let mut echoed = None;
-        let mut failed = None;
-        self.exchange(&out, 1, |_, reply| match reply {
-            Reply::Link(link) => echoed = Link::from_message(&link),
-            Reply::Failed(e) => failed = Some(e),
-            Reply::Ok => {}
-        })?;
-        match failed {
-            Some(source) => Err(Error::Netlink {
+        let flags = NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;
+        self.one_link(RouteNetlinkMessage::NewLink(msg), flags)?
+            .map_err(|source| Error::Netlink {
                 op: format!("{}{}", op.into(), self.where_()),
                 source,
-            }),
-            None => Ok(echoed),
-        }
+            })
     }
 
     /// `ip link show dev <name>`; `Ok(None)` when there is no such link.
     pub fn link_get(&mut self, name: &str) -> Result<Option<Link>> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        let seq = self.next_seq();
-        let mut out = Vec::new();
-        append(
-            &mut out,
-            RouteNetlinkMessage::GetLink(msg),
-            NLM_F_REQUEST | NLM_F_ACK,
-            seq,
-        );
-        let mut found = None;
-        let mut failed = None;
-        self.exchange(&out, 1, |_, reply| match reply {
-            Reply::Link(link) => found = Link::from_message(&link),
-            Reply::Failed(e) => failed = Some(e),
-            Reply::Ok => {}
-        })?;
-        match failed {
-            Some(e) if e.raw_os_error() == Some(Errno::ENODEV as i32) => Ok(None),
-            Some(source) => Err(Error::Netlink {
+        match self.one_link(RouteNetlinkMessage::GetLink(msg), 0)? {
+            Err(e) if e.raw_os_error() == Some(Errno::ENODEV as i32) => Ok(None),
+            Err(source) => Err(Error::Netlink {
                 op: format!("get link {name}{}", self.where_()),
                 source,
             }),
-            None => Ok(found),
+            Ok(link) => Ok(link),
         }
     }
 
+    /// One request whose answer may carry a link. The outer error is the socket's; the inner
+    /// one is the kernel's answer to the request.
+    fn one_link(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<io::Result<Option<Link>>> {
+        self.rewind();
+        let seq = self.next_seq();
+        let mut out = Vec::new();
+        append(&mut out, msg, NLM_F_REQUEST | NLM_F_ACK | flags, seq);
+        let mut answer = Ok(None);
+        self.exchange(&out, seq..=seq, |_, reply| match reply {
+            Reply::Link(link) => answer = Ok(Link::from_message(&link)),
+            Reply::Failed(e) => answer = Err(e),
+            Reply::Ok => {}
+        })?;
+        Ok(answer)
+    }
+
     fn next_seq(&mut self) -> u32 {
-        self.seq = self.seq.wrapping_add(1);
+        self.seq += 1;
         self.seq
     }
 
-    /// Sends `out` and reads until `acks` requests have been answered, handing every reply to
-    /// `seen` with its sequence number. Replies to other sequence numbers are skipped.
-    fn exchange(&mut self, out: &[u8], acks: usize, mut seen: impl FnMut(u32, Reply)) -> Result<()> {
+    /// Called before numbering a batch: numbers start over long before they could wrap, so a
+    /// batch's numbers always form one ascending range.
+    fn rewind(&mut self) {
+        if self.seq > u32::MAX / 2 {
+            self.seq = 0;
+        }
+    }
+
+    /// Sends `out` and reads until every request numbered `seqs` has been acked, handing each
+    /// reply to `seen` with its sequence number. Replies to other numbers (left over from an
+    /// exchange that failed half-way) are skipped.
+    fn exchange(&mut self, out: &[u8], seqs: RangeInclusive<u32>, mut seen: impl FnMut(u32, Reply)) -> Result<()> {
+        let acks = seqs.clone().count();
         let io_err = |what: &str, source: io::Error| Error::Netlink {
             op: format!("{what} netlink{}", where_(self.ns.as_deref())),
             source,
@@ -214,7 +218,14 @@ impl SyncNetlink {
                 let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n])
                     .map_err(|e| io_err("decode", io::Error::new(io::ErrorKind::InvalidData, e.to_string())))?;
                 let len = msg.header.length as usize;
+                if len == 0 {
+                    break;
+                }
                 let seq = msg.header.sequence_number;
+                if !seqs.contains(&seq) {
+                    off += (len + 3) & !3;
+                    continue;
+                }
                 match msg.payload {
                     NetlinkPayload::Error(err) => {
                         done += 1;
@@ -231,9 +242,6 @@ impl SyncNetlink {
                         seen(seq, Reply::Link(Box::new(link)))
                     }
                     _ => {}
-                }
-                if len == 0 {
-                    break;
                 }
                 off += (len + 3) & !3;
             }

@@ -10,14 +10,22 @@ use crate::dataplane::batch::{Request, SyncNetlink};
 use crate::dataplane::link::link_up_msg;
 use crate::dataplane::route::{blackhole_msg, link_route_msg};
 
-#[test]
-fn a_failed_request_is_named_and_the_rest_of_the_batch_still_runs() {
-    if !privileged("a_failed_request_is_named_and_the_rest_of_the_batch_still_runs", false) {
-        return;
+/// A fresh netns with a batch socket inside it; `None` (test skipped) without root.
+fn scratch(test: &str) -> Option<(TestNetns, SyncNetlink)> {
+    if !privileged(test, false) {
+        return None;
     }
     let ns = TestNetns::new();
     let file = std::fs::File::open(&ns.path).unwrap();
-    let mut nl = SyncNetlink::open_in(&file, &ns.path).unwrap();
+    let nl = SyncNetlink::open_in(&file, &ns.path).unwrap();
+    Some((ns, nl))
+}
+
+#[test]
+fn a_failed_request_is_named_and_the_rest_of_the_batch_still_runs() {
+    let Some((ns, mut nl)) = scratch("a_failed_request_is_named_and_the_rest_of_the_batch_still_runs") else {
+        return;
+    };
     let dst: IpNet = "10.9.0.0/24".parse().unwrap();
     let err = nl
         .run(vec![
@@ -48,12 +56,9 @@ fn a_failed_request_is_named_and_the_rest_of_the_batch_still_runs() {
 
 #[test]
 fn a_created_link_is_echoed_with_its_index_and_mac() {
-    if !privileged("a_created_link_is_echoed_with_its_index_and_mac", false) {
+    let Some((_ns, mut nl)) = scratch("a_created_link_is_echoed_with_its_index_and_mac") else {
         return;
-    }
-    let ns = TestNetns::new();
-    let file = std::fs::File::open(&ns.path).unwrap();
-    let mut nl = SyncNetlink::open_in(&file, &ns.path).unwrap();
+    };
     let msg = LinkVeth::new("veth7", "veth7p").build();
     let echoed = nl
         .create_link(msg.clone(), "add link veth7")
