@@ -30,6 +30,8 @@
 //! - [`sysctl`]: `/proc/sys` reads and writes for the netns of the calling thread.
 //! - `pod`: [`Dataplane`], the API the CNI handlers and reconcilers use; `check` holds its
 //!   CNI CHECK comparison, `teardown` the synchronous and deferred pod removal.
+//! - `batch`: the blocking socket pod wiring uses on the ADD path, where each step's requests
+//!   go to the kernel in one datagram instead of one task round trip each.
 //!
 //! IPv6 pod addresses are rejected with [`Error::Unsupported`] rather than half-configured;
 //! blackholes, listings and forwarding already handle both families.
