@@ -242,10 +242,11 @@ async fn open_datastore(
             })
         }
         _ => {
-            let store = FileStore::open(&cfg.datastore.path).map_err(setup("open the file datastore"))?;
-            let (watcher, resources, rejected) = ResourceWatcher::start(&cfg.datastore.path);
+            let store: Arc<dyn StateStore> =
+                Arc::new(FileStore::open(&cfg.datastore.path).map_err(setup("open the file datastore"))?);
+            let (watcher, resources, rejected) = ResourceWatcher::start(&cfg.datastore.path, store.clone()).await;
             Ok(Datastore {
-                store: Arc::new(store),
+                store,
                 resources,
                 rejected,
                 file_watcher: Some(watcher),

@@ -4,7 +4,8 @@
 //! resource before stays. [`Loader::apply`] enforces, in this order:
 //! 1. per document: the kind's own validation ([`super::parse_file`]);
 //! 2. immutability: an IPPool's `cidr` and `blockSize` cannot change under the same name (delete
-//!    the document, reload, then add the new one);
+//!    the document, reload, then add the new one). The daemon keeps them as [`PoolPin`]s in its
+//!    state, so a pool edited while lanesd was down is refused at the next start too;
 //! 3. the previous version of every refused document, and every resource of a file that is not
 //!    valid YAML, is carried over unless another document now provides it;
 //! 4. duplicates (same kind, namespace and name), overlapping pools, and BGPPeers that would
@@ -110,6 +111,26 @@ pub struct ReloadOutcome {
 pub struct Loader {
     current: Resources,
     accepted: BTreeMap<ResourceKey, Placed>,
+    /// By pool name: what `cidr` and `blockSize` were when the pool was last accepted, here or
+    /// by an earlier lanesd.
+    pins: BTreeMap<String, PoolPin>,
+}
+
+/// The fields of an IPPool that never change under one name. Its blocks were cut with them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PoolPin {
+    pub cidr: ipnet::IpNet,
+    #[serde(rename = "blockSize")]
+    pub block_size: u8,
+}
+
+impl PoolPin {
+    fn of(pool: &super::IpPool) -> Self {
+        PoolPin {
+            cidr: pool.cidr,
+            block_size: pool.block_size,
+        }
+    }
 }
 
 /// An accepted resource and where it came from.
@@ -136,6 +157,21 @@ impl Loader {
         Self::default()
     }
 
+    /// A loader that holds pools to what an earlier lanesd accepted ([`Loader::pins`]).
+    pub fn with_pins(pins: BTreeMap<String, PoolPin>) -> Self {
+        Loader {
+            pins,
+            ..Self::default()
+        }
+    }
+
+    /// Every pool's `cidr` and `blockSize` as the daemon must remember them: those accepted now,
+    /// plus earlier ones whose document is still there (refused) or unreadable. A pin goes only
+    /// when its pool's document is gone: deleting it is how a pool's cidr may change.
+    pub fn pins(&self) -> &BTreeMap<String, PoolPin> {
+        &self.pins
+    }
+
     /// The last snapshot (empty, with IPAM defaults, before the first reload).
     pub fn current(&self) -> &Resources {
         &self.current
@@ -151,6 +187,9 @@ impl Loader {
     pub fn apply(&mut self, files: LoadedFiles) -> ReloadOutcome {
         let mut rejections = Vec::new();
         let mut candidates = Vec::new();
+        // Pools some document still names, and whether a file could not be read at all.
+        let mut named_pools = BTreeSet::new();
+        let mut unreadable = false;
         // Keys whose previous version should be carried over, with the position to give it.
         let mut carry: BTreeMap<ResourceKey, (usize, usize)> = BTreeMap::new();
         let file_order: HashMap<String, usize> = files
@@ -165,6 +204,7 @@ impl Loader {
                 Ok(documents) => documents,
                 Err(rejection) => {
                     rejections.push(rejection);
+                    unreadable = true;
                     for (key, previous) in &self.accepted {
                         if previous.source == loaded.source {
                             carry.insert(key.clone(), (file, previous.document));
@@ -174,6 +214,9 @@ impl Loader {
                 }
             };
             for ParsedDocument { index, key, result } in documents {
+                if let Some(k) = key.as_ref().filter(|k| k.kind == "IPPool") {
+                    named_pools.insert(k.name.clone());
+                }
                 let refused = match result {
                     Ok(resource) => match self.check_immutable(&resource, index) {
                         Some(rejection) => rejection,
@@ -248,6 +291,17 @@ impl Loader {
                 "resources changed"
             );
         }
+        let mut pins: BTreeMap<String, PoolPin> = resources
+            .pools
+            .iter()
+            .map(|(name, pool)| (name.clone(), PoolPin::of(pool)))
+            .collect();
+        for (name, pin) in std::mem::take(&mut self.pins) {
+            if unreadable || named_pools.contains(&name) {
+                pins.entry(name).or_insert(pin);
+            }
+        }
+        self.pins = pins;
         self.current = resources.clone();
         self.accepted = placed;
         ReloadOutcome {
@@ -262,8 +316,9 @@ impl Loader {
         let Resource::IpPool(new) = resource else {
             return None;
         };
-        let Some(Resource::IpPool(old)) = self.accepted.get(&resource.key()).map(|p| &p.resource) else {
-            return None;
+        let old = match self.accepted.get(&resource.key()).map(|p| &p.resource) {
+            Some(Resource::IpPool(old)) => PoolPin::of(old),
+            _ => self.pins.get(&new.name)?.clone(),
         };
         let error = if new.cidr != old.cidr {
             FieldError::new("spec.cidr", new.cidr.to_string(), immutable(&old.cidr))
@@ -490,6 +545,43 @@ spec:
         let outcome = store.reload(&mut loader);
         assert!(outcome.rejections.is_empty());
         assert_eq!(outcome.resources.pools["p"].cidr.to_string(), "10.1.0.0/16");
+    }
+
+    #[test]
+    fn pins_hold_pools_to_what_an_earlier_loader_accepted() {
+        let store = Store::new();
+        let mut first = Loader::new();
+        store.write("p.yaml", &pool("p", "10.0.0.0/16", ""));
+        store.reload(&mut first);
+        let pin = PoolPin {
+            cidr: "10.0.0.0/16".parse().unwrap(),
+            block_size: 26,
+        };
+        assert_eq!(first.pins().get("p"), Some(&pin));
+
+        // "Restart" with the pool edited meanwhile: refused, and the pin stays.
+        let mut second = Loader::with_pins(first.pins().clone());
+        store.write("p.yaml", &pool("p", "10.1.0.0/16", ""));
+        let outcome = store.reload(&mut second);
+        assert_rejected(&outcome, "spec.cidr", "immutable: was 10.0.0.0/16");
+        assert!(outcome.resources.pools.is_empty());
+        assert_eq!(second.pins().get("p"), Some(&pin));
+        store.write("p.yaml", &pool("p", "10.0.0.0/16", ", blockSize: 24"));
+        assert_rejected(&store.reload(&mut second), "spec.blockSize", "immutable: was 26");
+
+        // A file that cannot be read might hold the pool: the pin stays.
+        store.write("p.yaml", "kind: [");
+        store.reload(&mut second);
+        assert_eq!(second.pins().get("p"), Some(&pin));
+
+        // Deleting the document releases the pin; a new cidr is then accepted.
+        store.remove("p.yaml");
+        store.reload(&mut second);
+        assert!(second.pins().is_empty());
+        store.write("p.yaml", &pool("p", "10.1.0.0/16", ""));
+        let outcome = store.reload(&mut second);
+        assert!(outcome.rejections.is_empty(), "{:?}", outcome.rejections);
+        assert_eq!(second.pins()["p"].cidr.to_string(), "10.1.0.0/16");
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub use bgppeer::{BgpPeer, NextHopMode, NodeScope, PeerAddress, PeerTarget, Reve
 pub use document::{parse_documents, parse_file, parse_object, ParsedDocument};
 pub use ipamconfig::IpamConfig;
 pub use ippool::{AllowedUse, AssignmentMode, BgpExport, EncapMode, IpPool};
-pub use loader::{load_dir, LoadedFile, LoadedFiles, Loader, ReloadOutcome};
+pub use loader::{load_dir, LoadedFile, LoadedFiles, Loader, PoolPin, ReloadOutcome};
 pub use meta::{ObjectMeta, RawResource, Rejection};
 pub use node::{NodeBgp, NodeResource};
 pub use pod::PodResource;
