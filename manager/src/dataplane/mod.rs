@@ -214,6 +214,17 @@ pub struct Netlink {
 }
 
 impl Netlink {
+    /// A handle on a new socket in the calling thread's netns (the daemon's), its connection
+    /// spawned on `rt`.
+    pub fn open_here(rt: &tokio::runtime::Handle) -> Result<Self> {
+        let (connection, handle, _unsolicited) = rtnetlink::new_connection().map_err(|source| Error::Netlink {
+            op: "open netlink socket".into(),
+            source,
+        })?;
+        rt.spawn(connection);
+        Ok(Netlink::new(handle, None))
+    }
+
     /// Wraps a handle whose socket was opened in `ns` (`None`: the daemon's own netns).
     pub fn new(handle: rtnetlink::Handle, ns: Option<PathBuf>) -> Self {
         Netlink {

@@ -96,13 +96,8 @@ impl Dataplane {
     /// Opens the node-side rtnetlink connection in the current thread's netns and spawns it on
     /// the current runtime.
     pub async fn new() -> Result<Self> {
-        let (connection, handle, _unsolicited) = rtnetlink::new_connection().map_err(|source| Error::Netlink {
-            op: "open netlink socket".into(),
-            source,
-        })?;
         let rt = tokio::runtime::Handle::current();
-        rt.spawn(connection);
-        let host = Netlink::new(handle, None);
+        let host = Netlink::open_here(&rt)?;
         let reaper = super::teardown::spawn_reaper(host.clone(), &rt);
         Ok(Dataplane { host, rt, reaper })
     }

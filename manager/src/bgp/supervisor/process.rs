@@ -184,27 +184,26 @@ pub(super) async fn end_stale_bird(cfg: &BirdConfig) -> bool {
 /// Whether the kernel (in BIRD's netns) has routes BIRD installed: then lanesd restarted, and
 /// BIRD starts with `-R` so that it keeps them until its sessions are back.
 pub(super) async fn kernel_has_bird_routes(cfg: &BirdConfig) -> bool {
-    let netns = cfg.netns.clone();
-    let probe = tokio::task::spawn_blocking(move || {
-        in_netns(netns.as_deref(), || {
-            let mut found = false;
-            for family in ["-4", "-6"] {
-                let out = Command::new("ip")
-                    .args([family, "route", "show", "table", "all", "proto", "bird"])
-                    .output()?;
-                found |= out.status.success() && !out.stdout.iter().all(u8::is_ascii_whitespace);
-            }
-            Ok(found)
-        })
-    });
-    match probe.await {
-        Ok(Ok(found)) => found,
-        other => {
-            tracing::warn!(
-                ?other,
-                "could not list kernel routes (ip route); starting bird without -R"
-            );
+    match bird_routes(cfg.netns.as_deref()).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list kernel routes; starting bird without -R");
             false
         }
     }
 }
+
+/// `ip route show table all proto bird` (both families) is not empty, read over rtnetlink in
+/// `netns` (`None`: the daemon's own).
+async fn bird_routes(netns: Option<&Path>) -> crate::dataplane::Result<bool> {
+    let rt = tokio::runtime::Handle::current();
+    let nl = match netns {
+        Some(path) => crate::dataplane::netns::netlink_in_file(&crate::dataplane::netns::open(path)?, path, &rt)?,
+        None => crate::dataplane::Netlink::open_here(&rt)?,
+    };
+    let routes = nl.route_dump().await?;
+    Ok(routes.iter().any(|r| r.protocol == RTPROT_BIRD))
+}
+
+/// The `rtm_protocol` BIRD gives the routes it installs (`/etc/iproute2/rt_protos`: `bird`).
+const RTPROT_BIRD: u8 = 12;

@@ -437,3 +437,66 @@ async fn crash_restart_recovery_stop_and_stale_bird() {
         lab.routes(&a)
     );
 }
+
+#[tokio::test]
+async fn routes_bird_left_in_the_kernel_are_found_over_netlink() {
+    if !bird_available("routes_bird_left_in_the_kernel_are_found_over_netlink", true) {
+        return;
+    }
+    let lab = Lab::new("rt");
+    assert!(
+        !process::kernel_has_bird_routes(&lab.cfg()).await,
+        "a fresh netns has none"
+    );
+    ip(&[
+        "-n",
+        &lab.a,
+        "route",
+        "add",
+        "10.77.0.0/24",
+        "dev",
+        "veth0",
+        "proto",
+        "static",
+    ]);
+    assert!(
+        !process::kernel_has_bird_routes(&lab.cfg()).await,
+        "only proto bird counts"
+    );
+    ip(&[
+        "-n",
+        &lab.a,
+        "route",
+        "add",
+        "10.78.0.0/24",
+        "dev",
+        "veth0",
+        "proto",
+        "bird",
+    ]);
+    assert!(process::kernel_has_bird_routes(&lab.cfg()).await);
+    ip(&[
+        "-n",
+        &lab.a,
+        "route",
+        "del",
+        "10.78.0.0/24",
+        "dev",
+        "veth0",
+        "proto",
+        "bird",
+    ]);
+    ip(&[
+        "-n",
+        &lab.a,
+        "-6",
+        "route",
+        "add",
+        "fd77::/64",
+        "dev",
+        "veth0",
+        "proto",
+        "bird",
+    ]);
+    assert!(process::kernel_has_bird_routes(&lab.cfg()).await, "IPv6 too");
+}
