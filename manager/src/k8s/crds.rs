@@ -48,6 +48,18 @@ pub struct IpipSpec {
 #[kube(shortname = "lpool", category = "lanes")]
 #[kube(printcolumn = r#"{"name":"CIDR","type":"string","jsonPath":".spec.cidr"}"#)]
 #[serde(rename_all = "camelCase")]
+// The API server refuses changes to cidr and blockSize (CEL transition rules), as the file
+// datastore does: the pool's blocks were cut with them.
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.cidr == oldSelf.cidr",
+        "message": "spec.cidr is immutable: delete the IPPool, then create the new one"
+    },
+    {
+        "rule": "has(self.blockSize) == has(oldSelf.blockSize) && (!has(self.blockSize) || self.blockSize == oldSelf.blockSize)",
+        "message": "spec.blockSize is immutable: delete the IPPool, then create the new one"
+    }
+]))]
 pub struct IPPoolSpec {
     pub cidr: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -352,5 +364,30 @@ fn keeps(schema: &serde_json::Value, value: &serde_json::Value, path: &str) -> R
             None => Err(format!("{path}: array without items schema")),
         },
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ippool_cidr_and_block_size_are_immutable_in_the_api_server() {
+        let (_, crd) = generated()
+            .into_iter()
+            .find(|(file, _)| file == "lanes.dev_ippools.yaml")
+            .expect("the IPPool CRD");
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+        let rules: Vec<String> = schema["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"]
+            .as_array()
+            .expect("transition rules on spec")
+            .iter()
+            .map(|r| r["rule"].as_str().unwrap().to_string())
+            .collect();
+        assert!(rules.iter().any(|r| r == "self.cidr == oldSelf.cidr"), "{rules:?}");
+        assert!(
+            rules.iter().any(|r| r.contains("self.blockSize == oldSelf.blockSize")),
+            "{rules:?}"
+        );
     }
 }
