@@ -15,9 +15,10 @@ fn main() -> ExitCode {
     }
     let dir = PathBuf::from(args.first().map(String::as_str).unwrap_or("examples/kubernetes/crds"));
     let mut stale = Vec::new();
-    for (file, crd) in lanes_manager::k8s::crds::generated() {
-        let path = dir.join(&file);
-        let text = lanes_manager::k8s::crds::to_yaml(&crd);
+    let crds = lanes_manager::k8s::crds::generated();
+    for (file, crd) in &crds {
+        let path = dir.join(file);
+        let text = lanes_manager::k8s::crds::to_yaml(crd);
         if check {
             if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
                 stale.push(path.display().to_string());
@@ -32,14 +33,10 @@ fn main() -> ExitCode {
     if check {
         // A lanes.dev CRD file for a kind that is no longer generated would still be applied
         // (other groups' CRDs, like Multus', are committed by hand next to ours).
-        let generated: Vec<String> = lanes_manager::k8s::crds::generated()
-            .into_iter()
-            .map(|(f, _)| f)
-            .collect();
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let ours = name.starts_with(&format!("{}_", lanes_manager::k8s::crds::GROUP));
-            if ours && name.ends_with(".yaml") && !generated.contains(&name) {
+            if ours && name.ends_with(".yaml") && !crds.iter().any(|(file, _)| *file == name) {
                 stale.push(format!("{} (not generated: remove it)", entry.path().display()));
             }
         }

@@ -93,7 +93,7 @@ impl SyncNetlink {
 
     fn wrap(socket: io::Result<Socket>, ns: Option<PathBuf>) -> Result<Self> {
         let socket = socket.map_err(|source| Error::Netlink {
-            op: format!("open netlink socket{}", where_(ns.as_deref())),
+            op: format!("open netlink socket{}", super::in_netns_suffix(ns.as_deref())),
             source,
         })?;
         Ok(SyncNetlink {
@@ -106,13 +106,12 @@ impl SyncNetlink {
 
     /// Suffix for error messages: `" in /run/netns/x"`, or nothing for the node netns.
     pub fn where_(&self) -> String {
-        where_(self.ns.as_deref())
+        super::in_netns_suffix(self.ns.as_deref())
     }
 
     /// Sends every request in one datagram and waits for all their acks. The first failure is
     /// returned, named by its `op` and this socket's netns; later requests still ran.
     pub fn run(&mut self, requests: Vec<Request>) -> Result<()> {
-        self.rewind();
         let mut ops = Vec::with_capacity(requests.len());
         let mut out = Vec::new();
         for req in requests {
@@ -169,7 +168,6 @@ impl SyncNetlink {
     /// One request whose answer may carry a link. The outer error is the socket's; the inner
     /// one is the kernel's answer to the request.
     fn one_link(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<io::Result<Option<Link>>> {
-        self.rewind();
         let seq = self.next_seq();
         let mut out = Vec::new();
         append(&mut out, msg, NLM_F_REQUEST | NLM_F_ACK | flags, seq);
@@ -182,17 +180,10 @@ impl SyncNetlink {
         Ok(answer)
     }
 
+    /// A socket serves one pod setup (about ten requests), so its numbers never wrap.
     fn next_seq(&mut self) -> u32 {
         self.seq += 1;
         self.seq
-    }
-
-    /// Called before numbering a batch: numbers start over long before they could wrap, so a
-    /// batch's numbers always form one ascending range.
-    fn rewind(&mut self) {
-        if self.seq > u32::MAX / 2 {
-            self.seq = 0;
-        }
     }
 
     /// Sends `out` and reads until every request numbered `seqs` has been acked, handing each
@@ -201,7 +192,7 @@ impl SyncNetlink {
     fn exchange(&mut self, out: &[u8], seqs: RangeInclusive<u32>, mut seen: impl FnMut(u32, Reply)) -> Result<()> {
         let acks = seqs.clone().count();
         let io_err = |what: &str, source: io::Error| Error::Netlink {
-            op: format!("{what} netlink{}", where_(self.ns.as_deref())),
+            op: format!("{what} netlink{}", super::in_netns_suffix(self.ns.as_deref())),
             source,
         };
         self.socket.send(out, 0).map_err(|e| io_err("send", e))?;
@@ -274,13 +265,6 @@ fn append(out: &mut Vec<u8>, msg: RouteNetlinkMessage, flags: u16, seq: u32) {
     let len = (msg.buffer_len() + 3) & !3;
     out.resize(start + len, 0);
     msg.serialize(&mut out[start..start + msg.buffer_len()]);
-}
-
-fn where_(ns: Option<&Path>) -> String {
-    match ns {
-        Some(path) => format!(" in {}", path.display()),
-        None => String::new(),
-    }
 }
 
 /// How many pod wiring jobs run at once. Each holds a blocking-pool thread, and with glibc every

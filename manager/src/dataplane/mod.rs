@@ -254,9 +254,14 @@ impl Netlink {
 
     /// Suffix for error messages: `" in /run/netns/x"`, or nothing for the node netns.
     pub(crate) fn where_(&self) -> String {
-        match &self.ns {
-            Some(path) => format!(" in {}", path.display()),
-            None => String::new(),
-        }
+        in_netns_suffix(self.ns.as_deref())
+    }
+}
+
+/// `" in /run/netns/x"` for a pod's netns, nothing for the node's: the tail of error messages.
+pub(crate) fn in_netns_suffix(ns: Option<&std::path::Path>) -> String {
+    match ns {
+        Some(path) => format!(" in {}", path.display()),
+        None => String::new(),
     }
 }

@@ -132,8 +132,8 @@ impl Dataplane {
 
     /// The first half of [`Dataplane::setup_pod`]: the veth pair and everything that needs no
     /// address (links up, proxy ARP, the pod's gateway and default routes, the gateway
-    /// neighbour), so it runs while IPAM persists the address. Follow with [`Dataplane::configure_pod`], or
-    /// [`Dataplane::remove_pod_link`].
+    /// neighbour), so it runs while IPAM persists the address. Follow with
+    /// [`Dataplane::configure_pod`], or [`Dataplane::remove_pod_link`].
     pub async fn create_pod_link(&self, spec: &PodSpec) -> Result<PodWiring> {
         spec.validate_link()?;
         let spec = spec.clone();

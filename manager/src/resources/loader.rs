@@ -311,15 +311,13 @@ impl Loader {
         }
     }
 
-    /// Refuses a pool whose cidr or blockSize differs from the accepted one of the same name.
+    /// Refuses a pool whose cidr or blockSize differs from the pinned one of the same name.
     fn check_immutable(&self, resource: &Resource, document: usize) -> Option<Rejection> {
         let Resource::IpPool(new) = resource else {
             return None;
         };
-        let old = match self.accepted.get(&resource.key()).map(|p| &p.resource) {
-            Some(Resource::IpPool(old)) => PoolPin::of(old),
-            _ => self.pins.get(&new.name)?.clone(),
-        };
+        // The pins hold every accepted pool too, so they are the one record to check.
+        let old = self.pins.get(&new.name)?;
         let error = if new.cidr != old.cidr {
             FieldError::new("spec.cidr", new.cidr.to_string(), immutable(&old.cidr))
         } else if new.block_size != old.block_size {

@@ -444,59 +444,19 @@ async fn routes_bird_left_in_the_kernel_are_found_over_netlink() {
         return;
     }
     let lab = Lab::new("rt");
-    assert!(
-        !process::kernel_has_bird_routes(&lab.cfg()).await,
-        "a fresh netns has none"
-    );
-    ip(&[
-        "-n",
-        &lab.a,
-        "route",
-        "add",
-        "10.77.0.0/24",
-        "dev",
-        "veth0",
-        "proto",
-        "static",
-    ]);
-    assert!(
-        !process::kernel_has_bird_routes(&lab.cfg()).await,
-        "only proto bird counts"
-    );
-    ip(&[
-        "-n",
-        &lab.a,
-        "route",
-        "add",
-        "10.78.0.0/24",
-        "dev",
-        "veth0",
-        "proto",
-        "bird",
-    ]);
-    assert!(process::kernel_has_bird_routes(&lab.cfg()).await);
-    ip(&[
-        "-n",
-        &lab.a,
-        "route",
-        "del",
-        "10.78.0.0/24",
-        "dev",
-        "veth0",
-        "proto",
-        "bird",
-    ]);
-    ip(&[
-        "-n",
-        &lab.a,
-        "-6",
-        "route",
-        "add",
-        "fd77::/64",
-        "dev",
-        "veth0",
-        "proto",
-        "bird",
-    ]);
-    assert!(process::kernel_has_bird_routes(&lab.cfg()).await, "IPv6 too");
+    let in_a = |args: &str| {
+        let mut full = vec!["-n", lab.a.as_str()];
+        full.extend(args.split_whitespace());
+        ip(&full);
+    };
+    let cfg = lab.cfg();
+    let found = || process::kernel_has_bird_routes(&cfg);
+    assert!(!found().await, "a fresh netns has none");
+    in_a("route add 10.77.0.0/24 dev veth0 proto static");
+    assert!(!found().await, "only proto bird counts");
+    in_a("route add 10.78.0.0/24 dev veth0 proto bird");
+    assert!(found().await);
+    in_a("route del 10.78.0.0/24 dev veth0 proto bird");
+    in_a("-6 route add fd77::/64 dev veth0 proto bird");
+    assert!(found().await, "IPv6 too");
 }
