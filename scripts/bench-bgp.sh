@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root"; exit 1; }
 scripts/install-deps.sh >/dev/null
 cargo build --release -q -p lanes-manager -p lanes-bench
-cargo build --profile release-shim -q -p lanes-cni
+shim=$(scripts/build-shim.sh)
 work=$(mktemp -d /tmp/lanes-bgpbench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-target/release/bgp-latency "$PWD/target/release-shim/lanes-cni" "$PWD/target/release/lanesd" "$work"
+target/release/bgp-latency "$shim" "$PWD/target/release/lanesd" "$work"

@@ -6,12 +6,12 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root"; exit 1; }
 scripts/install-deps.sh >/dev/null
 cargo build --release -q -p lanes-manager -p lanes-bench
-cargo build --profile release-shim -q -p lanes-cni
+shim=$(scripts/build-shim.sh)
 [ -x target/cnidriver ] || sh ../shared/tools/cnidriver/build.sh "$PWD/target/cnidriver" >/dev/null
 ns=lanes-bench-node-$$
 work=$(mktemp -d /tmp/lanes-bench.XXXXXX)
 trap 'ip netns del $ns 2>/dev/null || true; rm -rf "$work"' EXIT
 ip netns add "$ns"; ip -n "$ns" link set lo up
-ls -l target/release-shim/lanes-cni | awk '{print "lanes-cni size: " $5 " bytes"}'
-ip netns exec "$ns" target/release/cni-latency "$PWD/target/release-shim/lanes-cni" "$PWD/target/release/lanesd" \
+ls -l "$shim" | awk '{print "lanes-cni size: " $5 " bytes"}'
+ip netns exec "$ns" target/release/cni-latency "$shim" "$PWD/target/release/lanesd" \
   "$PWD/target/cnidriver" "$work"

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh >/dev/null
 if [ "${OVN_BENCH_BUILD:-1}" != 0 ]; then   # OVN_BENCH_BUILD=0: use the binaries as built
   cargo build --release -q -p lanes-manager -p lanes-bench
-  cargo build --profile release-shim -q -p lanes-cni
+  scripts/build-shim.sh >/dev/null
 fi
 
 tag=lob$$            # every netns the benchmark makes is named "$tag-..."
@@ -50,7 +50,7 @@ mkdir -p "$work/tmp"
 echo "ovs $(ovs-vswitchd --version | awk 'NR==1{print $NF}'), ovn $(ovn-controller --version | awk 'NR==1{print $NF}'), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 # In the background so that a signal to this script reaches the trap at once.
 TMPDIR="$work/tmp" LANES_BENCH_TAG="$tag" target/release/ovn-latency \
-  "$PWD/target/release-shim/lanes-cni" "$PWD/target/release/lanesd" "$work" &
+  "$(scripts/build-shim.sh)" "$PWD/target/release/lanesd" "$work" &
 bench=$!
 wait "$bench"
 bench=

@@ -11,6 +11,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The integration tests exec the shim binary, so build every binary first.
 cargo build --workspace
+# ... and they run the shim as it ships (static, musl), unless LANES_CNI names another.
+if [ -z "${LANES_CNI:-}" ]; then LANES_CNI=$(scripts/build-shim.sh); fi
+export LANES_CNI
 # The committed CRDs are what the Rust types generate; every manifest validates offline.
 target/debug/crdgen --check examples/kubernetes/crds
 if [ -x "${LANES_VENV:-/opt/lanes-venv}/bin/kubernetes-validate" ]; then

@@ -11,7 +11,7 @@ root=$(cd "$here/../.." && pwd)
 cd "$root"
 echo "== building"
 cargo build --release -p lanes-manager -q
-cargo build --profile release-shim -p lanes-cni -q
+shim=$(scripts/build-shim.sh)
 work=$(mktemp -d /tmp/lanes-demo.XXXXXX)
 node=lanes-demo-node-$$; pods=(lanes-demo-pod1-$$ lanes-demo-pod2-$$)
 cleanup() {
@@ -22,7 +22,7 @@ cleanup() {
 trap cleanup EXIT
 [ -x target/cnidriver ] || sh ../shared/tools/cnidriver/build.sh "$root/target/cnidriver" >/dev/null
 mkdir -p "$work/bin" "$work/store"
-cp target/release-shim/lanes-cni "$work/bin/lanes"
+cp "$shim" "$work/bin/lanes"
 cp "$here/store/ippool.yaml" "$work/store/"
 sed "s#/run/lanes/lanes.sock#$work/run/lanes.sock#" "$here/10-lanes.conflist" > "$work/lanes.conflist"
 ip netns add "$node"; ip -n "$node" link set lo up
