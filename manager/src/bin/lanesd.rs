@@ -45,8 +45,11 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         // Handlers first: a SIGTERM during start-up must still be a clean stop.
         let shutdown = shutdown_signal()?;
-        lanes_manager::daemon::run(cfg, shutdown)
+        // On a worker, not on this thread: tasks spawned from a worker (the server's
+        // connections, each CNI call) start on it, rather than waking another thread.
+        tokio::spawn(lanes_manager::daemon::run(cfg, shutdown))
             .await
+            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())
     });
     match result {
