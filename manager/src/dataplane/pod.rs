@@ -90,6 +90,8 @@ pub struct Dataplane {
     pub(crate) rt: tokio::runtime::Handle,
     /// Where deferred teardowns queue their veth for the batched delete.
     pub(crate) reaper: super::teardown::ReaperQueue,
+    /// Pod setups in flight: the reaper waits for a quiet moment.
+    pub(crate) activity: std::sync::Arc<super::teardown::Activity>,
 }
 
 impl Dataplane {
@@ -98,8 +100,14 @@ impl Dataplane {
     pub async fn new() -> Result<Self> {
         let rt = tokio::runtime::Handle::current();
         let host = Netlink::open_here(&rt)?;
-        let reaper = super::teardown::spawn_reaper(host.clone(), &rt);
-        Ok(Dataplane { host, rt, reaper })
+        let activity = super::teardown::Activity::new();
+        let reaper = super::teardown::spawn_reaper(host.clone(), activity.clone(), &rt);
+        Ok(Dataplane {
+            host,
+            rt,
+            reaper,
+            activity,
+        })
     }
 
     /// Wires one pod interface, or leaves nothing behind.
@@ -123,7 +131,9 @@ impl Dataplane {
     pub async fn setup_pod(&self, spec: &PodSpec) -> Result<PodLinks> {
         spec.validate()?;
         let spec = spec.clone();
+        let busy = self.activity.begin();
         batch::blocking(move || {
+            let _busy = busy;
             let wiring = create(&spec)?;
             configure(&spec, wiring)
         })
@@ -137,14 +147,24 @@ impl Dataplane {
     pub async fn create_pod_link(&self, spec: &PodSpec) -> Result<PodWiring> {
         spec.validate_link()?;
         let spec = spec.clone();
-        batch::blocking(move || create(&spec)).await
+        let busy = self.activity.begin();
+        batch::blocking(move || {
+            let _busy = busy;
+            create(&spec)
+        })
+        .await
     }
 
     /// The second half: the pod's address and the node's /32 route to it, on links made by
     /// [`Dataplane::create_pod_link`]. On failure the veth is deleted.
     pub async fn configure_pod(&self, spec: &PodSpec, wiring: PodWiring) -> Result<PodLinks> {
         let spec = spec.clone();
-        batch::blocking(move || configure(&spec, wiring)).await
+        let busy = self.activity.begin();
+        batch::blocking(move || {
+            let _busy = busy;
+            configure(&spec, wiring)
+        })
+        .await
     }
 
     /// Undo [`Dataplane::create_pod_link`] (`ip link del <host>`); absent is success.

@@ -2,9 +2,11 @@
 //! kernel's slow part.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -26,16 +28,68 @@ pub const DEFERRED_GROUP: u32 = 7676;
 /// RTNL for ~20 ms, so fewer, larger batches stall fewer concurrent ADD/DELs.
 const BATCH_WINDOW: Duration = Duration::from_millis(100);
 
+/// While pods are being wired the reaper holds its batch back, since every ADD would wait for
+/// the batch's RTNL hold; it deletes once setups have been quiet this long...
+const QUIET: Duration = Duration::from_millis(20);
+/// ... or, under endless churn, this long after the batch's first veth came in.
+const MAX_DEFER: Duration = Duration::from_secs(1);
+
+/// Pod setups in flight, so that the reaper can keep out of their way.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    in_flight: AtomicUsize,
+    /// When a setup last started or ended.
+    last: Mutex<Instant>,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            in_flight: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now() - QUIET),
+        })
+    }
+
+    /// Marks a setup in flight until the guard is dropped.
+    pub(crate) fn begin(self: &Arc<Self>) -> ActivityGuard {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.stamp();
+        ActivityGuard(self.clone())
+    }
+
+    fn stamp(&self) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn quiet(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) == 0
+            && self.last.lock().unwrap_or_else(|p| p.into_inner()).elapsed() >= QUIET
+    }
+}
+
+pub(crate) struct ActivityGuard(Arc<Activity>);
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        self.0.stamp();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 type Waiter = oneshot::Sender<std::result::Result<(), String>>;
 pub(crate) type ReaperQueue = mpsc::UnboundedSender<Waiter>;
 
 /// The one task that deletes deferred veths, a batch at a time. Each waiter
 /// hears how the batch that included its veth went.
-pub(crate) fn spawn_reaper(host: Netlink, rt: &tokio::runtime::Handle) -> ReaperQueue {
+pub(crate) fn spawn_reaper(host: Netlink, activity: Arc<Activity>, rt: &tokio::runtime::Handle) -> ReaperQueue {
     let (tx, mut rx) = mpsc::unbounded_channel::<Waiter>();
     rt.spawn(async move {
         while let Some(first) = rx.recv().await {
+            let deadline = Instant::now() + MAX_DEFER;
             tokio::time::sleep(BATCH_WINDOW).await;
+            while !activity.quiet() && Instant::now() < deadline {
+                tokio::time::sleep(QUIET / 2).await;
+            }
             let mut waiters = vec![first];
             while let Ok(w) = rx.try_recv() {
                 waiters.push(w);

@@ -92,6 +92,53 @@ fn deferred_teardown_frees_names_for_an_immediate_re_add() {
     assert_eq!(pod.link_names(), ["lo"]);
 }
 
+/// The batched delete holds RTNL for ~20 ms, which would stall any ADD in flight: it waits
+/// for pod setups to go quiet, and under endless churn runs anyway after MAX_DEFER.
+#[test]
+fn deferred_deletes_wait_for_setups_to_go_quiet() {
+    if !privileged("deferred_deletes_wait_for_setups_to_go_quiet", false) {
+        return;
+    }
+    let (node, pod) = (TestNetns::node(), TestNetns::new());
+    let spec = pod_spec(&pod, "ctr-quiet", "10.244.0.12/32");
+    in_netns(&node, || async {
+        let dp = Dataplane::new().await.unwrap();
+        let dead = || node.link_names().into_iter().filter(|n| n.starts_with("ldel")).count();
+        // A setup in flight: the batch (due after 100 ms) waits.
+        dp.setup_pod(&spec).await.unwrap();
+        let busy = dp.activity.begin();
+        let slow = dp
+            .teardown_pod_deferred(&spec.host_ifname, &spec.addresses, Some(&spec.netns))
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert_eq!(dead(), 1, "deleted while a setup was in flight");
+        drop(busy);
+        tokio::time::timeout(std::time::Duration::from_secs(2), slow)
+            .await
+            .expect("deleted once quiet")
+            .unwrap()
+            .unwrap();
+        assert_eq!(dead(), 0);
+
+        // Setups that never stop: the batch still goes, within a second or so.
+        dp.setup_pod(&spec).await.unwrap();
+        let _busy = dp.activity.begin();
+        let started = std::time::Instant::now();
+        let slow = dp
+            .teardown_pod_deferred(&spec.host_ifname, &spec.addresses, Some(&spec.netns))
+            .await
+            .unwrap();
+        slow.await.unwrap().unwrap();
+        let waited = started.elapsed();
+        assert!(
+            waited >= std::time::Duration::from_millis(900) && waited < std::time::Duration::from_secs(3),
+            "{waited:?}"
+        );
+        assert_eq!(dead(), 0);
+    });
+}
+
 #[test]
 fn blackholes_are_added_listed_and_removed_idempotently() {
     if !privileged("blackholes_are_added_listed_and_removed_idempotently", false) {
