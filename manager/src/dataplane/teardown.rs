@@ -46,7 +46,8 @@ impl Activity {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Activity {
             in_flight: AtomicUsize::new(0),
-            last: Mutex::new(Instant::now() - QUIET),
+            // As if the last setup were long past (checked: the clock may be younger than QUIET).
+            last: Mutex::new(Instant::now().checked_sub(QUIET).unwrap_or_else(Instant::now)),
         })
     }
 
