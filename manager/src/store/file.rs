@@ -234,34 +234,11 @@ impl Inner {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let spare_name = format!(".{name}.spare");
+        let spare_name = spare_name(&name);
         let spare = dir.join(&spare_name);
         let dir_fd = File::open(&dir).map_err(|e| io(format!("open {}", dir.display()), e))?;
-        // Overwrite the spare where there is one (only the lock holder writes it), else make it.
-        let reused = match OpenOptions::new().write(true).open(&spare) {
-            Ok(mut f) => {
-                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-                f.write_all(&body)
-                    .and_then(|_| {
-                        if len > body.len() as u64 {
-                            f.set_len(body.len() as u64)
-                        } else {
-                            Ok(())
-                        }
-                    })
-                    .and_then(|_| f.sync_data())
-                    .map_err(|e| io(format!("write {}", spare.display()), e))?;
-                true
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => false,
-            Err(e) => return Err(io(format!("open {}", spare.display()), e)),
-        };
-        if !reused {
-            let mut f = File::create(&spare).map_err(|e| io(format!("create {}", spare.display()), e))?;
-            f.write_all(&body)
-                .and_then(|_| f.sync_data())
-                .map_err(|e| io(format!("write {}", spare.display()), e))?;
-        }
+        fill_spare(&spare, &body).map_err(|e| io(format!("write {}", spare.display()), e))?;
+        // Without a previous version there is nothing to swap with.
         let swapped = previous.is_some()
             && renameat2(
                 &dir_fd,
@@ -306,7 +283,7 @@ impl Inner {
                 fs::remove_file(&path).map_err(|e| io(format!("remove {}", path.display()), e))?;
                 let dir = path.parent().unwrap_or(&self.root);
                 if let Some(name) = path.file_name() {
-                    let spare = dir.join(format!(".{}.spare", name.to_string_lossy()));
+                    let spare = dir.join(spare_name(&name.to_string_lossy()));
                     match fs::remove_file(&spare) {
                         Err(e) if e.kind() != ErrorKind::NotFound => {
                             return Err(io(format!("remove {}", spare.display()), e))
@@ -400,6 +377,26 @@ impl StateStore for FileStore {
     }
 }
 
+/// The file that holds a key's previous version, and its next one while it is written.
+fn spare_name(name: &str) -> String {
+    format!(".{name}.spare")
+}
+
+/// Puts `body` in the spare and on the disk: rewritten in place where the spare exists (only
+/// the lock holder writes it), which changes no metadata when its length stays; else created.
+fn fill_spare(spare: &Path, body: &[u8]) -> std::io::Result<()> {
+    let mut f = match OpenOptions::new().write(true).open(spare) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => File::create(spare)?,
+        Err(e) => return Err(e),
+    };
+    f.write_all(body)?;
+    if f.metadata()?.len() > body.len() as u64 {
+        f.set_len(body.len() as u64)?;
+    }
+    f.sync_data()
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -414,6 +411,7 @@ fn io(context: String, source: std::io::Error) -> StoreError {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Instant;
 
     fn store() -> (tempfile::TempDir, FileStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -582,8 +580,39 @@ mod tests {
         assert_eq!(s.get("x/k").await.unwrap().unwrap().value, json!(2));
     }
 
-    /// Readers in another process (here: another handle) never see a file half-written,
-    /// though each write rewrites a file in place: they read under the shared lock.
+    /// A write rewrites in place the file the previous write swapped out, which a slow reader
+    /// may still hold open: so a write waits for readers (they hold the lock shared).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_wait_for_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, r) = (
+            FileStore::open(dir.path()).unwrap(),
+            FileStore::open(dir.path()).unwrap(),
+        );
+        let rev = w.create("x/k", &json!(1)).await.unwrap();
+        let (reading, read_started) = std::sync::mpsc::channel();
+        let slow_reader = tokio::task::spawn_blocking(move || {
+            r.inner.shared(|| {
+                reading.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(Instant::now())
+            })
+        });
+        read_started.recv().unwrap();
+        w.update("x/k", &json!(2), &rev).await.unwrap();
+        let written = Instant::now();
+        let read_done = slow_reader.await.unwrap().unwrap();
+        assert!(written >= read_done, "the write finished while a reader held the lock");
+        // Readers do not exclude each other.
+        let start = Instant::now();
+        let (a, b) = (w.clone(), w.clone());
+        let (x, y) = tokio::join!(a.get("x/k"), b.list("x/"));
+        assert!(x.unwrap().is_some() && y.unwrap().len() == 1);
+        assert!(start.elapsed() < Duration::from_millis(300));
+    }
+
+    /// Readers in another process (here: another handle) never see a value half-written
+    /// while writes swap and rewrite its files.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn readers_never_see_a_half_written_value() {
         let dir = tempfile::tempdir().unwrap();
@@ -591,33 +620,34 @@ mod tests {
             FileStore::open(dir.path()).unwrap(),
             FileStore::open(dir.path()).unwrap(),
         );
-        let mut rev = w.create("x/k", &json!("start")).await.unwrap();
+        let mut rev = w.create("x/k", &json!("zzz")).await.unwrap();
+        let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = reads.clone();
         let reader = tokio::spawn(async move {
-            let mut reads = 0;
             loop {
-                match r.list("x/").await {
-                    Ok(entries) => {
-                        let v = &entries[0].value;
-                        if v == "done" {
-                            return reads;
-                        }
-                        // Every value is one letter repeated: a mix of two is a torn read.
-                        let text = v.as_str().unwrap();
-                        assert!(text.bytes().all(|b| b == text.as_bytes()[0]), "torn read");
-                        reads += 1;
-                    }
-                    Err(e) => panic!("read failed: {e}"),
+                let entries = r.list("x/").await.unwrap_or_else(|e| panic!("read failed: {e}"));
+                let v = &entries[0].value;
+                if v == "done" {
+                    return;
                 }
+                // Every value is one letter repeated: a mix of two is a torn read.
+                let text = v.as_str().unwrap();
+                assert!(text.bytes().all(|b| b == text.as_bytes()[0]), "torn read: {v}");
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         });
-        for i in 0..300 {
+        // At least 300 writes, and on until the reader has read a good many of them.
+        let mut i = 0;
+        while i < 300 || (reads.load(std::sync::atomic::Ordering::Relaxed) < 100 && i < 5000) {
             let letter = (b'a' + (i % 26) as u8) as char;
             // Sizes straddle pages, so the in-place rewrites change length too.
             let value = letter.to_string().repeat(1000 + (i * 997) % 9000);
             rev = w.update("x/k", &json!(value), &rev).await.unwrap();
+            i += 1;
         }
         w.update("x/k", &json!("done"), &rev).await.unwrap();
-        assert!(reader.await.unwrap() > 0);
+        reader.await.unwrap();
+        assert!(reads.load(std::sync::atomic::Ordering::Relaxed) >= 100);
     }
 
     /// The shared datastore contract (the kubernetes backend runs the same suite).
