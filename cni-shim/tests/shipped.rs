@@ -15,11 +15,9 @@ const PT_INTERP: u32 = 3;
 
 fn shipped() -> Option<PathBuf> {
     let triple = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
-    // CARGO_MANIFEST_DIR is cni-shim/; the workspace's target dir is beside it.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    // This test runs as <target>/<profile>/deps/shipped-<hash>.
+    let exe = std::env::current_exe().ok()?;
+    let target = exe.parent().and_then(Path::parent).and_then(Path::parent)?;
     let path = target.join(triple).join("release-shim/lanes-cni");
     if path.exists() {
         return Some(path);
