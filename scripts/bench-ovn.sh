@@ -9,9 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root"; exit 1; }
 scripts/install-deps.sh >/dev/null
+shim="$PWD/target/$(uname -m)-unknown-linux-musl/release-shim/lanes-cni"   # scripts/build-shim.sh builds it
 if [ "${OVN_BENCH_BUILD:-1}" != 0 ]; then   # OVN_BENCH_BUILD=0: use the binaries as built
   cargo build --release -q -p lanes-manager -p lanes-bench
-  scripts/build-shim.sh >/dev/null
+  shim=$(scripts/build-shim.sh)
 fi
 
 tag=lob$$            # every netns the benchmark makes is named "$tag-..."
@@ -50,7 +51,7 @@ mkdir -p "$work/tmp"
 echo "ovs $(ovs-vswitchd --version | awk 'NR==1{print $NF}'), ovn $(ovn-controller --version | awk 'NR==1{print $NF}'), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 # In the background so that a signal to this script reaches the trap at once.
 TMPDIR="$work/tmp" LANES_BENCH_TAG="$tag" target/release/ovn-latency \
-  "$(scripts/build-shim.sh)" "$PWD/target/release/lanesd" "$work" &
+  "$shim" "$PWD/target/release/lanesd" "$work" &
 bench=$!
 wait "$bench"
 bench=

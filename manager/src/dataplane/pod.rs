@@ -131,9 +131,7 @@ impl Dataplane {
     pub async fn setup_pod(&self, spec: &PodSpec) -> Result<PodLinks> {
         spec.validate()?;
         let spec = spec.clone();
-        let busy = self.activity.begin();
-        batch::blocking(move || {
-            let _busy = busy;
+        self.pod_job(move || {
             let wiring = create(&spec)?;
             configure(&spec, wiring)
         })
@@ -147,22 +145,22 @@ impl Dataplane {
     pub async fn create_pod_link(&self, spec: &PodSpec) -> Result<PodWiring> {
         spec.validate_link()?;
         let spec = spec.clone();
-        let busy = self.activity.begin();
-        batch::blocking(move || {
-            let _busy = busy;
-            create(&spec)
-        })
-        .await
+        self.pod_job(move || create(&spec)).await
     }
 
     /// The second half: the pod's address and the node's /32 route to it, on links made by
     /// [`Dataplane::create_pod_link`]. On failure the veth is deleted.
     pub async fn configure_pod(&self, spec: &PodSpec, wiring: PodWiring) -> Result<PodLinks> {
         let spec = spec.clone();
+        self.pod_job(move || configure(&spec, wiring)).await
+    }
+
+    /// A pod setup step on the blocking pool, counted as activity so the reaper waits for it.
+    async fn pod_job<T: Send + 'static>(&self, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
         let busy = self.activity.begin();
         batch::blocking(move || {
             let _busy = busy;
-            configure(&spec, wiring)
+            f()
         })
         .await
     }

@@ -310,6 +310,7 @@ impl StateStore for FileStore {
             s.shared(|| {
                 let mut out = Vec::new();
                 for k in s.keys(&prefix)? {
+                    // A key deleted between listing and reading is simply gone.
                     if let Some(e) = s.read(&k)? {
                         out.push(e);
                     }
@@ -413,6 +414,16 @@ mod tests {
     use serde_json::json;
     use std::time::Instant;
 
+    /// Two handles on one store, as two lanesd processes would have.
+    fn two_handles() -> (tempfile::TempDir, FileStore, FileStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            FileStore::open(dir.path()).unwrap(),
+            FileStore::open(dir.path()).unwrap(),
+        );
+        (dir, a, b)
+    }
+
     fn store() -> (tempfile::TempDir, FileStore) {
         let dir = tempfile::tempdir().unwrap();
         let s = FileStore::open(dir.path()).unwrap();
@@ -484,9 +495,7 @@ mod tests {
     /// increments on one counter never lose an update.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_cas_loses_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = FileStore::open(dir.path()).unwrap();
-        let b = FileStore::open(dir.path()).unwrap();
+        let (_dir, a, b) = two_handles();
         a.create("c", &json!(0)).await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..8 {
@@ -513,9 +522,7 @@ mod tests {
 
     #[tokio::test]
     async fn watch_sees_other_writers() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = FileStore::open(dir.path()).unwrap();
-        let b = FileStore::open(dir.path()).unwrap();
+        let (_dir, a, b) = two_handles();
         let mut rx = a.watch("w/");
         tokio::time::sleep(Duration::from_millis(100)).await;
         let r = b.create("w/k", &json!("v")).await.unwrap();
@@ -584,11 +591,7 @@ mod tests {
     /// may still hold open: so a write waits for readers (they hold the lock shared).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_wait_for_readers() {
-        let dir = tempfile::tempdir().unwrap();
-        let (w, r) = (
-            FileStore::open(dir.path()).unwrap(),
-            FileStore::open(dir.path()).unwrap(),
-        );
+        let (_dir, w, r) = two_handles();
         let rev = w.create("x/k", &json!(1)).await.unwrap();
         let (reading, read_started) = std::sync::mpsc::channel();
         let slow_reader = tokio::task::spawn_blocking(move || {
@@ -615,11 +618,7 @@ mod tests {
     /// while writes swap and rewrite its files.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn readers_never_see_a_half_written_value() {
-        let dir = tempfile::tempdir().unwrap();
-        let (w, r) = (
-            FileStore::open(dir.path()).unwrap(),
-            FileStore::open(dir.path()).unwrap(),
-        );
+        let (_dir, w, r) = two_handles();
         let mut rev = w.create("x/k", &json!("zzz")).await.unwrap();
         let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = reads.clone();
